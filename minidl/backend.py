@@ -1,0 +1,113 @@
+"""Array backends: NumPy on the CPU, CuPy on the GPU.
+
+The backend of an op is the array module of its data (``xp_of``), as in Chainer and DeZero.
+There is no global "current device". CuPy is imported lazily, and only if it is installed,
+so ``import minidl`` never pulls it in on a CPU-only machine.
+"""
+import numpy as np
+
+INSTALL_HINT = 'install CuPy with: pip install -e ".[cuda12]" (CUDA 12) or pip install -e ".[cuda13]" (CUDA 13)'
+
+_cupy = None          # the cupy module once imported
+_cupy_error = None    # why it could not be imported / used, once known
+_gpu_ok = None        # cached answer of gpu_available()
+
+
+def _is_cupy_array(a):
+    # Checks the type's module instead of importing cupy: cheap and safe without CuPy.
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+def cupy():
+    """The cupy module, or raise a RuntimeError that says why it cannot be used."""
+    global _cupy, _cupy_error
+    if _cupy is None and _cupy_error is None:
+        try:
+            import cupy as cp
+            _cupy = cp
+        except Exception as e:  # ImportError, or a broken CUDA install
+            _cupy_error = f"CuPy is not installed or failed to import ({type(e).__name__}: {e}); {INSTALL_HINT}"
+    if _cupy is None:
+        raise RuntimeError(f'device "cuda" requested but {_cupy_error}')
+    return _cupy
+
+
+def gpu_available():
+    """True when CuPy imports and at least one CUDA device answers. Never raises."""
+    return gpu_unavailable_reason() is None
+
+
+def gpu_unavailable_reason():
+    """None if the GPU is usable, else a sentence saying why not (no CuPy, or no device)."""
+    global _gpu_ok
+    try:
+        cp = cupy()
+    except RuntimeError as e:
+        return str(e)
+    if _gpu_ok is None:
+        try:
+            n = cp.cuda.runtime.getDeviceCount()
+            if n < 1:
+                _gpu_ok = "CuPy is installed but no CUDA device was found"
+            else:
+                cp.zeros(1).sum().item()  # touch the device: a broken driver fails here
+                _gpu_ok = True
+        except Exception as e:
+            _gpu_ok = f"CuPy is installed but no usable CUDA device ({type(e).__name__}: {e})"
+    return None if _gpu_ok is True else f'device "cuda" requested but {_gpu_ok}'
+
+
+def require_gpu():
+    reason = gpu_unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(reason)
+    return cupy()
+
+
+def xp_of(*arrays):
+    """numpy or cupy: the array module of the given arrays (numpy for Python scalars)."""
+    for a in arrays:
+        if _is_cupy_array(a):
+            return _cupy if _cupy is not None else cupy()
+    return np
+
+
+def device_of(array):
+    return "cuda" if _is_cupy_array(array) else "cpu"
+
+
+def check_device(device):
+    if device is None:
+        return "cpu"
+    device = str(device)
+    if device.startswith("cuda"):
+        return "cuda"
+    if device == "cpu":
+        return "cpu"
+    raise ValueError(f'unknown device {device!r}: expected "cpu" or "cuda"')
+
+
+def to_device(array, device):
+    """Move a raw array to "cpu" (numpy) or "cuda" (cupy); a no-op if it is already there."""
+    device = check_device(device)
+    if device == "cpu":
+        return as_numpy(array)
+    cp = require_gpu()
+    return cp.asarray(array)
+
+
+def as_numpy(array):
+    """A host numpy array for any array (copies from the GPU when needed)."""
+    if _is_cupy_array(array):
+        return array.get()
+    return np.asarray(array)
+
+
+def scatter_add(target, index, values):
+    """target[index] += values with repeated indices accumulated (np.add.at on either backend)."""
+    if _is_cupy_array(target):
+        import cupyx
+        cupyx.scatter_add(target, index, values)
+    else:
+        np.add.at(target, index, values)
+    return target
