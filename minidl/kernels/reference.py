@@ -7,3 +7,76 @@ import numpy as np  # noqa: F401
 # ==== convolution: im2col / col2im ====
 
 # ==== pooling and local response normalisation ====
+
+
+def _pool_window(i, stride, pad, kernel, size):
+    """Rows start..stop of output i's window clipped to the input, and PyTorch's divisor extent."""
+    start = i * stride - pad
+    end = min(start + kernel, size + pad)  # padding counts, anything past it (ceil mode) does not
+    return max(start, 0), min(end, size), end - start
+
+
+def max_pool_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
+    n, c, h, w = x.shape
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    argmax = np.empty((n, c, oh, ow), dtype=np.int32)
+    for i in range(oh):
+        h0, h1, _ = _pool_window(i, sh, ph, kh, h)
+        for j in range(ow):
+            w0, w1, _ = _pool_window(j, sw, pw, kw, w)
+            window = x[:, :, h0:h1, w0:w1].reshape(n, c, -1)
+            a = window.argmax(axis=2)
+            y[:, :, i, j] = np.take_along_axis(window, a[..., None], axis=2)[..., 0]
+            argmax[:, :, i, j] = (h0 + a // (w1 - w0)) * w + (w0 + a % (w1 - w0))
+    return y, argmax
+
+
+def max_pool_backward(gy, argmax, x_shape):
+    n, c, h, w = x_shape
+    gx = np.zeros((n * c, h * w), dtype=gy.dtype)
+    rows = np.repeat(np.arange(n * c), gy.shape[2] * gy.shape[3])
+    np.add.at(gx, (rows, argmax.reshape(-1)), gy.reshape(-1))
+    return gx.reshape(x_shape)
+
+
+def avg_pool_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
+    n, c, h, w = x.shape
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    for i in range(oh):
+        h0, h1, dh = _pool_window(i, sh, ph, kh, h)
+        for j in range(ow):
+            w0, w1, dw = _pool_window(j, sw, pw, kw, w)
+            y[:, :, i, j] = x[:, :, h0:h1, w0:w1].sum(axis=(2, 3)) / (dh * dw)
+    return y
+
+
+def avg_pool_backward(gy, x_shape, kh, kw, sh, sw, ph, pw):
+    h, w = x_shape[2:]
+    gx = np.zeros(x_shape, dtype=gy.dtype)
+    for i in range(gy.shape[2]):
+        h0, h1, dh = _pool_window(i, sh, ph, kh, h)
+        for j in range(gy.shape[3]):
+            w0, w1, dw = _pool_window(j, sw, pw, kw, w)
+            gx[:, :, h0:h1, w0:w1] += gy[:, :, i, j, None, None] / (dh * dw)
+    return gx
+
+
+def _lrn_window(c, size, channels):
+    """Channels in output c's window: c - size//2 ... c + (size-1)//2, clipped (PyTorch's, also for even size)."""
+    return range(max(c - size // 2, 0), min(c + (size - 1) // 2, channels - 1) + 1)
+
+
+def lrn_forward(x, size, alpha, beta, k):
+    scale = np.empty_like(x)
+    for c in range(x.shape[1]):
+        scale[:, c] = k + alpha * sum(x[:, cc] ** 2 for cc in _lrn_window(c, size, x.shape[1]))
+    return x * scale ** -beta, scale
+
+
+def lrn_backward(x, y, scale, gy, size, alpha, beta, k):
+    # d y_c / d x_j = [c == j] scale_c^-beta - 2 alpha beta x_j y_c / scale_c   for j in window(c)
+    gx = gy * scale ** -beta
+    for c in range(x.shape[1]):
+        for j in _lrn_window(c, size, x.shape[1]):
+            gx[:, j] -= 2 * alpha * beta * x[:, j] * gy[:, c] * y[:, c] / scale[:, c]
+    return gx
