@@ -41,8 +41,8 @@ def is_grad_enabled():
 
 
 def _default_dtype(data):
-    """float32 for Python floats, int64 for Python ints; arrays keep their dtype."""
-    if isinstance(data, np.ndarray) or backend._is_cupy_array(data):
+    """float32 for Python floats, int64 for Python ints; arrays and NumPy scalars keep their dtype."""
+    if isinstance(data, (np.ndarray, np.generic)) or backend._is_cupy_array(data):
         return data.dtype
     arr = np.asarray(data)
     if arr.dtype.kind == "f":
