@@ -6,3 +6,5 @@ from minidl.functional.activation import relu, tanh, sigmoid, softmax, log_softm
 from minidl.functional.linear import linear  # noqa: F401
 from minidl.functional.dropout import dropout  # noqa: F401
 from minidl.functional.loss import cross_entropy  # noqa: F401
+from minidl.functional.pool import max_pool2d, avg_pool2d, adaptive_avg_pool2d  # noqa: F401
+from minidl.functional.norm import local_response_norm, batch_norm  # noqa: F401
