@@ -56,6 +56,7 @@ class Tensor:
     """A node of the graph: ``data`` (raw array), ``grad`` (raw array or None), ``creator``."""
 
     __array_priority__ = 1000  # so ndarray + Tensor calls Tensor.__radd__
+    _grad_hooks = ()  # leaves only: called as hook(tensor) once backward has finished this leaf's .grad
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
         if isinstance(data, Tensor):
@@ -136,6 +137,14 @@ class Tensor:
     def zero_grad(self):
         self.grad = None
 
+    def register_grad_hook(self, hook):
+        """Call ``hook(self)`` when a backward pass has added its last contribution to this leaf's
+        ``.grad`` (data-parallel training starts all-reducing it then). Returns a remover."""
+        if not self._grad_hooks:
+            self._grad_hooks = []
+        self._grad_hooks.append(hook)
+        return lambda: self._grad_hooks.remove(hook)
+
     def astype(self, dtype):
         from minidl.functional.math import astype
         return astype(self, dtype)
@@ -162,16 +171,20 @@ class Tensor:
                                "(no input had requires_grad=True, or it was made under no_grad())")
         if self.creator is None:
             self.grad = grad if self.grad is None else self.grad + grad
+            _leaf_uses_done(self, {self: 1})
             return
 
+        order = _topological_order(self.creator)
+        uses = _hooked_leaf_uses(order)  # hooked leaf -> Functions yet to pass it a gradient
         grads = {self: grad}  # gradients of intermediate tensors, dropped once consumed
-        for f in reversed(_topological_order(self.creator)):
+        for f in reversed(order):
             if f.freed:
                 raise RuntimeError(f"backward through {f.name} a second time: its saved arrays were freed "
                                    "after the first backward; call backward(retain_graph=True) the first time")
             outs = [o() for o in f.outputs]
             gys = [grads.pop(o, None) if o is not None else None for o in outs]
             if all(g is None for g in gys):
+                _leaf_uses_done(f, uses)
                 continue
             for o, gy in zip(outs, gys):
                 if o is not None and gy is not None and o._retain_grad:
@@ -193,6 +206,7 @@ class Tensor:
                     x.grad = gx if x.grad is None else x.grad + gx
                 else:
                     grads[x] = gx if x not in grads else grads[x] + gx
+            _leaf_uses_done(f, uses)
             if not retain_graph:
                 f.release()
 
@@ -318,6 +332,28 @@ def _topological_order(root):
             if c is not None and c not in visited:
                 stack.append((c, False))
     return order
+
+
+def _hooked_leaf_uses(order):
+    """How many Functions of ``order`` take each leaf that has grad hooks (counted down in backward)."""
+    uses = {}
+    for f in order:
+        for x in f.inputs or ():
+            if x._grad_hooks and x.creator is None:
+                uses[x] = uses.get(x, 0) + 1
+    return uses
+
+
+def _leaf_uses_done(f, uses):
+    """``f`` (a Function, or the leaf itself) has passed its gradients: run hooks of finished leaves."""
+    if not uses:
+        return
+    for x in (f.inputs or ()) if isinstance(f, Function) else (f,):
+        if x in uses:
+            uses[x] -= 1
+            if uses[x] == 0:
+                for hook in list(x._grad_hooks):
+                    hook(x)
 
 
 def as_tensor(x, like=None):
