@@ -1,0 +1,5 @@
+"""Pictures of what a ConvNet learned: filter grids, feature maps, the ZF deconvnet, top-9 patches.
+
+Every picture is a PIL image (shown inline by Jupyter) and is written with Pillow.
+"""
+from minidl.visualize.filters import filter_grid, save_filter_grid, to_image, save_image, tile  # noqa: F401
