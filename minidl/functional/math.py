@@ -130,6 +130,11 @@ class MatMul(Function):
         kb = b.shape[-2] if b.ndim > 1 else b.shape[0]
         if ka != kb:
             raise ValueError(f"matmul: inner dimensions differ: {a.shape} @ {b.shape} ({ka} != {kb})")
+        try:
+            np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast "
+                             f"together ({a.shape[:-2]} vs {b.shape[:-2]})") from None
         self.a, self.b = a, b
         return backend.xp_of(a).matmul(a, b)
 
@@ -137,10 +142,10 @@ class MatMul(Function):
         xp = backend.xp_of(gy)
         a = self.a[None, :] if self.a.ndim == 1 else self.a
         b = self.b[:, None] if self.b.ndim == 1 else self.b
+        if self.b.ndim == 1:  # b first: for 1-D @ 1-D, gy () -> (1,) -> (1, 1)
+            gy = xp.expand_dims(gy, -1)
         if self.a.ndim == 1:
             gy = xp.expand_dims(gy, -2)
-        if self.b.ndim == 1:
-            gy = xp.expand_dims(gy, -1)
         ga = gb = None
         if self.needs_input_grad[0]:
             ga = sum_to(xp.matmul(gy, xp.swapaxes(b, -1, -2)), a.shape).reshape(self.a.shape)
