@@ -1,0 +1,6 @@
+"""Data: ImageFolder (Pillow), CIFAR-10, the embedded digits set, transforms and the DataLoader."""
+from minidl.data import transforms  # noqa: F401
+from minidl.data.folder import ImageFolder, SkipSample, CorruptImageWarning, load_rgb, IMG_EXTENSIONS  # noqa: F401
+from minidl.data.cifar import CIFAR10, CIFAR10_CLASSES  # noqa: F401
+from minidl.data.digits import Digits, DIGITS_CLASSES  # noqa: F401
+from minidl.data.loader import DataLoader, collate  # noqa: F401

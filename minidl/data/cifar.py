@@ -1,0 +1,60 @@
+"""CIFAR-10 from the standard python-pickle batches (``cifar-10-batches-py``)."""
+import os
+import pickle
+
+import numpy as np
+from PIL import Image
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def _find_batches(root):
+    root = os.fspath(root)
+    for folder in (root, os.path.join(root, "cifar-10-batches-py")):
+        if os.path.isfile(os.path.join(folder, "test_batch")):
+            return folder
+    raise FileNotFoundError(f"CIFAR10: no cifar-10-batches-py batches (data_batch_1..5, test_batch) in {root}; "
+                            f"download and unpack https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")
+
+
+def _read_batch(path):
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+        data = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(d[b"labels"], dtype=np.int64)
+    except Exception as e:
+        raise ValueError(f"CIFAR10: cannot read batch {path} ({type(e).__name__}: {e})") from None
+    return data, labels
+
+
+class CIFAR10:
+    """50,000 training or 10,000 test 32x32 RGB images in 10 classes.
+
+    ``transform`` receives a Pillow RGB image (as for ImageFolder); without one a sample is a
+    float32 array (3, 32, 32) in [0, 1].
+    """
+
+    classes = CIFAR10_CLASSES
+
+    def __init__(self, root, train=True, transform=None):
+        folder = _find_batches(root)
+        names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+        parts = [_read_batch(os.path.join(folder, n)) for n in names if os.path.isfile(os.path.join(folder, n))]
+        if train and len(parts) != 5:
+            raise FileNotFoundError(f"CIFAR10: expected data_batch_1..5 in {folder}, found {len(parts)}")
+        self.data = np.concatenate([p[0] for p in parts])      # (N, 3, 32, 32) uint8
+        self.targets = np.concatenate([p[1] for p in parts])   # (N,) int64
+        self.train, self.transform = train, transform
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        chw = self.data[index]
+        if self.transform is None:
+            return chw.astype(np.float32) / 255.0, int(self.targets[index])
+        return self.transform(Image.fromarray(chw.transpose(1, 2, 0))), int(self.targets[index])
+
+    def __repr__(self):
+        return f"CIFAR10({'train' if self.train else 'test'}, {len(self)} images)"
