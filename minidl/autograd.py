@@ -191,7 +191,13 @@ class Tensor:
                     o.grad = gy if o.grad is None else o.grad + gy
             if len(gys) > 1:  # a multi-output op gets zeros for outputs nobody used
                 gys = [g if g is not None else f._zeros_like_output(i) for i, g in enumerate(gys)]
-            gxs = f.backward(*gys)
+            try:
+                gxs = f.backward(*gys)
+            except MemoryError as e:
+                err = backend.out_of_memory(f"{f.name} backward", e)
+                if err is None:
+                    raise
+                raise err from e
             if not isinstance(gxs, tuple):
                 gxs = (gxs,)
             if len(gxs) != len(f.inputs):
@@ -395,7 +401,13 @@ class Function:
         arrays = [x.data for x in xs]
         needs_grad = Config.enable_grad and any(x.requires_grad for x in xs)
         self.needs_input_grad = tuple(x.requires_grad for x in xs) if needs_grad else (False,) * len(xs)
-        ys = self.forward(*arrays)
+        try:
+            ys = self.forward(*arrays)
+        except MemoryError as e:  # name the op and the size (CuPy's own message names neither op nor layer)
+            err = backend.out_of_memory(f"{self.name} forward", e)
+            if err is None:
+                raise
+            raise err from e
         if not isinstance(ys, tuple):
             ys = (ys,)
         outputs = [Tensor(y) for y in ys]
