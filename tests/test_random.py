@@ -1,0 +1,38 @@
+"""minidl's seeded generators: manual_seed, get_state/set_state."""
+import numpy as np
+
+import minidl as md
+from minidl import random
+
+
+def test_manual_seed_repeats_draws():
+    md.manual_seed(11)
+    a = random.generator().random(5)
+    md.manual_seed(11)
+    b = random.generator().random(5)
+    np.testing.assert_array_equal(a, b)
+    md.manual_seed(12)
+    assert not np.array_equal(a, random.generator().random(5))
+
+
+def test_generator_is_numpy_generator_by_default():
+    assert isinstance(random.generator(), np.random.Generator)
+    assert random.generator(np) is random.generator()
+
+
+def test_get_set_state_resumes_the_stream():
+    md.manual_seed(3)
+    random.generator().random(7)
+    state = random.get_state()
+    expected = random.generator().random(4)
+    random.generator().random(100)
+    random.set_state(state)
+    np.testing.assert_array_equal(random.generator().random(4), expected)
+    assert state["seed"] == 3
+
+
+def test_state_is_a_snapshot_not_a_live_view():
+    md.manual_seed(0)
+    state = random.get_state()
+    random.generator().random(3)
+    assert random.get_state() != state
