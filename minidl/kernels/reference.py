@@ -6,6 +6,43 @@ import numpy as np  # noqa: F401
 
 # ==== convolution: im2col / col2im ====
 
+
+def _conv_out_size(size, k, s, p):
+    return (size + 2 * p - k) // s + 1
+
+
+def im2col(x, kh, kw, sh, sw, ph, pw, out=None):
+    """Pad, then copy each kernel offset (i, j) as one strided slice: col rows (c, i, j), columns (n, y, x)."""
+    N, C, H, W = x.shape
+    oh, ow = _conv_out_size(H, kh, sh, ph), _conv_out_size(W, kw, sw, pw)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    col = np.empty((C, kh, kw, N, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]  # (N, C, oh, ow)
+            col[:, i, j] = patch.transpose(1, 0, 2, 3)
+    col = col.reshape(C * kh * kw, N * oh * ow)
+    if out is not None:
+        out[...] = col
+        return out
+    return col
+
+
+def col2im(col, x_shape, kh, kw, sh, sw, ph, pw, out=None):
+    """Add each kernel offset's slice back into a padded image, then crop the padding away."""
+    N, C, H, W = x_shape
+    oh, ow = _conv_out_size(H, kh, sh, ph), _conv_out_size(W, kw, sw, pw)
+    col = col.reshape(C, kh, kw, N, oh, ow)
+    xp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=col.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            xp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw] += col[:, i, j].transpose(1, 0, 2, 3)
+    x = xp[:, :, ph:ph + H, pw:pw + W]
+    if out is not None:
+        out[...] = x
+        return out
+    return np.ascontiguousarray(x)
+
 # ==== pooling and local response normalisation ====
 
 

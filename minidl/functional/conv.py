@@ -1,0 +1,200 @@
+"""2-D convolution as im2col + GEMM + col2im (Chellapilla et al. 2006; Caffe, Chainer, DeZero).
+
+Read ``Conv2d.forward`` and ``Conv2d.backward`` top to bottom; each chunk of the batch goes through
+
+    forward:   col = im2col(x)                 (C*kh*kw, nb*oh*ow)  every receptive field as a column
+               y   = W @ col                   (K, nb*oh*ow)        ONE matrix multiply (BLAS SGEMM)
+    backward:  gW += gy @ col.T                (K, C*kh*kw)
+               gcol = W.T @ gy                 (C*kh*kw, nb*oh*ow)
+               gx  = col2im(gcol)              (nb, C, H, W)        the adjoint of im2col: windows summed
+
+With ``groups`` (AlexNet's two GPU towers) the rows of col and of W split into ``groups`` blocks
+and each block gets its own GEMM. im2col/col2im live in minidl.kernels (Numba on the CPU, CuPy on
+the GPU), chosen by the array type.
+
+Two things keep it fast and bounded on the CPU (see benchmarks/RESULTS.md):
+- the batch goes through in chunks, so the scratch matrices of one call stay under
+  ``CHUNK_BYTES`` (256 MiB) however large the batch is;
+- those scratch matrices are kept and reused from call to call (``_scratch``): a fresh 200 MB
+  array would be handed back to the OS when freed and faulted in page by page at the next step.
+  Backward recomputes col into that buffer instead of keeping one col per layer alive.
+"""
+import threading
+
+import numpy as np
+
+from minidl import backend, kernels
+from minidl.autograd import Function
+
+CHUNK_BYTES = 256 * 2 ** 20  # bound on col + the (K, nb*oh*ow) matrix of one chunk
+
+
+# ---- scratch buffers reused across calls ---------------------------------------------------------
+_local = threading.local()  # one set per thread, so two threads never share a buffer
+
+
+def _scratch(xp, name, shape, dtype):
+    """An uninitialised C-contiguous array of ``shape``: a view of a buffer kept under ``name``.
+
+    The view is only valid until the next call asking for the same name. CuPy's memory pool
+    already recycles device memory, so there it is a plain ``empty``.
+    """
+    if xp is not np:
+        return xp.empty(shape, dtype=dtype)
+    bufs = _local.__dict__.setdefault("buffers", {})
+    size = int(np.prod(shape))
+    key = (name, np.dtype(dtype))
+    buf = bufs.get(key)
+    if buf is None or buf.size < size:
+        bufs.pop(key, None)  # free the old one before allocating the bigger one
+        buf = bufs[key] = np.empty(size, dtype=dtype)
+    return buf[:size].reshape(shape)
+
+
+def release_scratch():
+    """Free this thread's reused conv buffers (up to ~CHUNK_BYTES per dtype)."""
+    _local.__dict__.pop("buffers", None)
+
+
+# ---- argument checks ------------------------------------------------------------------------------
+def _pair(name, v):
+    if isinstance(v, (int, np.integer)):
+        return int(v), int(v)
+    v = tuple(v)
+    if len(v) != 2 or not all(isinstance(a, (int, np.integer)) for a in v):
+        raise ValueError(f"conv2d: {name} must be an int or a pair of ints, got {v}")
+    return int(v[0]), int(v[1])
+
+
+def _check(x, w, b, stride, padding, groups):
+    """Validate shapes and options; raise ValueError naming conv2d and the numbers."""
+    if x.ndim != 4:
+        raise ValueError(f"conv2d: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)} ({x.ndim}-D)")
+    if w.ndim != 4:
+        raise ValueError(f"conv2d: expected a 4-D weight (K, C/groups, kh, kw), got shape {tuple(w.shape)} "
+                         f"({w.ndim}-D)")
+    if x.dtype.kind != "f" or x.dtype != w.dtype or (b is not None and b.dtype != x.dtype):
+        raise ValueError(f"conv2d: input, weight and bias must share one floating dtype, got input {x.dtype}, "
+                         f"weight {w.dtype}" + (f", bias {b.dtype}" if b is not None else ""))
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
+    N, C, H, W = x.shape
+    K, Cg, kh, kw = w.shape
+    if C % groups:
+        raise ValueError(f"conv2d: input channels ({C}) are not divisible by groups ({groups})")
+    if K % groups:
+        raise ValueError(f"conv2d: output channels ({K}, the weight's first axis) are not divisible by "
+                         f"groups ({groups})")
+    if Cg * groups != C:
+        raise ValueError(f"conv2d: input has {C} channels, but the weight {tuple(w.shape)} expects "
+                         f"{Cg} per group x {groups} groups = {Cg * groups}")
+    if b is not None and tuple(b.shape) != (K,):
+        raise ValueError(f"conv2d: bias has shape {tuple(b.shape)}, expected ({K},) for {K} output channels")
+    (sh, sw), (ph, pw) = _pair("stride", stride), _pair("padding", padding)
+    if sh < 1 or sw < 1:
+        raise ValueError(f"conv2d: stride must be >= 1, got {(sh, sw)}")
+    if ph < 0 or pw < 0:
+        raise ValueError(f"conv2d: padding must be >= 0, got {(ph, pw)}")
+    if kh > H + 2 * ph or kw > W + 2 * pw:
+        raise ValueError(f"conv2d: kernel {kh}x{kw} is larger than the padded input {H + 2 * ph}x{W + 2 * pw} "
+                         f"(input {H}x{W}, padding {(ph, pw)})")
+    return sh, sw, ph, pw
+
+
+def _chunks(n, bytes_per_sample):
+    """Split range(n) into (start, stop) pieces of at most CHUNK_BYTES worth of samples (>= 1 each)."""
+    step = max(1, min(n, CHUNK_BYTES // max(1, bytes_per_sample)))
+    return [(s, min(s + step, n)) for s in range(0, n, step)]
+
+
+# ---- the op ---------------------------------------------------------------------------------------
+class Conv2d(Function):
+    """x (N, C, H, W) * weight (K, C/groups, kh, kw) + bias (K,) -> y (N, K, oh, ow).
+
+    oh = (H + 2*ph - kh) // sh + 1, ow likewise. Cross-correlation, as in every DL library.
+    """
+
+    def __init__(self, stride=1, padding=0, groups=1):
+        self.stride, self.padding, self.groups = stride, padding, groups
+
+    def forward(self, x, w, b=None):
+        sh, sw, ph, pw = _check(x, w, b, self.stride, self.padding, self.groups)
+        xp, k = backend.xp_of(x), kernels.of(x)
+        N, C, H, W = x.shape
+        K, Cg, kh, kw = w.shape
+        G = self.groups
+        oh, ow = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+        P = oh * ow
+        x = xp.ascontiguousarray(x)
+        wg = w.reshape(G, K // G, Cg * kh * kw)  # one (K/G, C/G*kh*kw) weight matrix per group
+
+        y = xp.empty((N, K, oh, ow), dtype=x.dtype)
+        for n0, n1 in _chunks(N, (C * kh * kw + K) * P * x.itemsize):
+            nb = n1 - n0
+            # 1. im2col: every receptive field of the chunk becomes a column
+            col = k.im2col(x[n0:n1], kh, kw, sh, sw, ph, pw,
+                           out=_scratch(xp, "col", (C * kh * kw, nb * P), x.dtype))
+            # 2. the GEMM, one per group: (K/G, C/G*kh*kw) @ (C/G*kh*kw, nb*P) -> (K/G, nb*P)
+            colg = col.reshape(G, Cg * kh * kw, nb * P)
+            ymat = _scratch(xp, "mat", (G, K // G, nb * P), x.dtype)
+            for g in range(G):
+                xp.matmul(wg[g], colg[g], out=ymat[g])
+            # 3. (K, nb, P) -> (nb, K, P), adding the bias on the way
+            yc = y[n0:n1].reshape(nb, K, P)
+            ymat = ymat.reshape(K, nb, P).transpose(1, 0, 2)
+            if b is not None:
+                xp.add(ymat, b[:, None], out=yc)
+            else:
+                yc[...] = ymat
+        self.x, self.w, self.geometry = x, w, (kh, kw, sh, sw, ph, pw, oh, ow)
+        return y
+
+    def backward(self, gy):
+        x, w = self.x, self.w
+        kh, kw, sh, sw, ph, pw, oh, ow = self.geometry
+        xp, k = backend.xp_of(gy), kernels.of(gy)
+        N, C, H, W = x.shape
+        K, Cg, _, _ = w.shape
+        G, P = self.groups, oh * ow
+        need_gx, need_gw = self.needs_input_grad[0], self.needs_input_grad[1]
+        need_gb = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
+        gy = xp.ascontiguousarray(gy)
+        wg = w.reshape(G, K // G, Cg * kh * kw)
+
+        gx = xp.empty(x.shape, dtype=x.dtype) if need_gx else None
+        gw = xp.zeros((G, K // G, Cg * kh * kw), dtype=w.dtype) if need_gw else None
+        gb = xp.zeros(K, dtype=gy.dtype) if need_gb else None
+        for n0, n1 in _chunks(N, (C * kh * kw + K) * P * x.itemsize):
+            nb = n1 - n0
+            # gy of the chunk as a matrix (K, nb*P), the layout of y before the transpose in forward
+            gymat = _scratch(xp, "mat", (K, nb, P), gy.dtype)
+            gymat[...] = gy[n0:n1].reshape(nb, K, P).transpose(1, 0, 2)
+            gymat = gymat.reshape(G, K // G, nb * P)
+            if need_gb:
+                gb += gymat.reshape(K, nb * P).sum(axis=1)
+            if need_gw:
+                # gW = gy @ col.T: col is recomputed into the reused buffer (cheaper than keeping it)
+                col = k.im2col(x[n0:n1], kh, kw, sh, sw, ph, pw,
+                               out=_scratch(xp, "col", (C * kh * kw, nb * P), x.dtype))
+                colg = col.reshape(G, Cg * kh * kw, nb * P)
+                for g in range(G):
+                    gw[g] += gymat[g] @ colg[g].T
+            if need_gx:
+                # gcol = W.T @ gy, written over col (no longer needed), then col2im sums the windows back
+                gcol = _scratch(xp, "col", (C * kh * kw, nb * P), x.dtype)
+                gcolg = gcol.reshape(G, Cg * kh * kw, nb * P)
+                for g in range(G):
+                    xp.matmul(wg[g].T, gymat[g], out=gcolg[g])
+                k.col2im(gcol, (nb, C, H, W), kh, kw, sh, sw, ph, pw, out=gx[n0:n1])
+        gw = gw.reshape(w.shape) if need_gw else None
+        return (gx, gw, gb) if len(self.needs_input_grad) > 2 else (gx, gw)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, groups=1):
+    """2-D convolution (cross-correlation) of x (N, C, H, W) with weight (K, C/groups, kh, kw).
+
+    bias: (K,) or None. stride, padding: int or (h, w) pair. groups: split channels into
+    independent groups (AlexNet's towers). Returns (N, K, oh, ow), oh = (H + 2*ph - kh) // sh + 1.
+    """
+    f = Conv2d(stride, padding, groups)
+    return f(x, weight) if bias is None else f(x, weight, bias)
