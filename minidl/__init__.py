@@ -8,3 +8,4 @@ from minidl.backend import gpu_available, set_tf32  # noqa: F401
 from minidl import functional  # noqa: F401
 from minidl import nn  # noqa: F401
 from minidl import optim  # noqa: F401
+from minidl import models  # noqa: F401

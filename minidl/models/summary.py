@@ -291,7 +291,7 @@ class Summary:
 
         table = [("layer", "type", "output", "params", "mult-adds", "RF", "jump")]
         for r in self.rows:
-            table.append(("  " * (r.depth - 1 if r.depth else 0) + r.name, r.kind, shape_str(r.output_shape),
+            table.append((r.name, r.kind, shape_str(r.output_shape),
                           f"{r.params:,}", f"{r.madds:,}", rf_str(r.rf), rf_str(r.jump)))
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
         right = {3, 4, 5, 6}
