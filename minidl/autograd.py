@@ -448,7 +448,15 @@ def _check_same_device(op, tensors):
 
 
 def tensor(data, requires_grad=False, dtype=None, device=None):
-    """Make a Tensor from a list, scalar or array. Python floats become float32."""
+    """Make a Tensor from a list, scalar or array. Python floats become float32.
+
+    Like ``torch.tensor`` it copies: changing the tensor in place (an optimiser step) never
+    changes the caller's array. (``Tensor(array)`` itself wraps without copying.)
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    if isinstance(data, np.ndarray) or backend._is_cupy_array(data):
+        data = data.copy()
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
 
 

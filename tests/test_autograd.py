@@ -31,6 +31,15 @@ def test_python_numbers_become_int64_and_float32():
     assert md.tensor([1, 2], dtype="float64").dtype == np.float64
 
 
+def test_tensor_copies_its_array_detach_shares():
+    a = np.ones(3, np.float32)
+    x = md.tensor(a, requires_grad=True)
+    x.data -= 1.0  # what an optimiser step does
+    np.testing.assert_array_equal(a, np.ones(3))
+    d = x.detach()
+    assert d.data is x.data
+
+
 def test_int_tensor_cannot_require_grad():
     with pytest.raises(TypeError, match="floating-point"):
         md.tensor([1, 2], requires_grad=True)

@@ -77,9 +77,10 @@ def test_sgd_state_dict_round_trip_continues_identically():
             opt.zero_grad()
             loss_md(w, b, md.tensor(x)).backward()
             opt.step()
-        return w.data
+        return w.data.copy()
 
     np.testing.assert_array_equal(run(6), run(6, resume_after=3))
+    assert not np.array_equal(run(6), run(5))
 
 
 def test_step_lr_matches_torch():
