@@ -21,7 +21,7 @@ def _as_float64_input(x):
         if x.dtype.kind == "f" and x.dtype != np.float64:
             return Tensor(x.data.astype(np.float64), requires_grad=x.requires_grad)
         return x
-    arr = np.asarray(x)
+    arr = x if backend._is_cupy_array(x) else np.asarray(x)  # raw cupy arrays stay on the GPU
     if arr.dtype.kind == "f":
         return Tensor(arr.astype(np.float64), requires_grad=True)
     return x  # integer targets, flags etc. pass through unchanged

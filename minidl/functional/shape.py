@@ -45,6 +45,12 @@ def _raw_index(index):
     return index
 
 
+def _index_on(xp, index):
+    if isinstance(index, tuple):
+        return tuple(xp.asarray(i) if isinstance(i, (np.ndarray, list)) else i for i in index)
+    return xp.asarray(index) if isinstance(index, (np.ndarray, list)) else index
+
+
 def _is_advanced(index):
     items = index if isinstance(index, tuple) else (index,)
     return any(not (i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice))) for i in items)
@@ -58,6 +64,8 @@ class GetItem(Function):
 
     def forward(self, x):
         self.in_shape, self.dtype = x.shape, x.dtype
+        if backend.device_of(x) != "cpu":  # index arrays go to the data's device (cupy indexes with cupy)
+            self.index = _index_on(backend.xp_of(x), self.index)
         return x[self.index]
 
     def backward(self, gy):
