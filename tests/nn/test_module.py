@@ -197,6 +197,7 @@ def test_sequential_indexing_len_iter_append():
     assert isinstance(s[0], nn.Linear) and isinstance(s[-1], nn.Linear) and s[-1] is s[2]
     sub = s[1:]
     assert isinstance(sub, nn.Sequential) and len(sub) == 2 and sub[0] is s[1]
+    assert list(sub.state_dict()) == ["2.weight", "2.bias"]  # names kept, as in PyTorch
     assert [type(m).__name__ for m in s] == ["Linear", "ReLU", "Linear"]
     assert [n for n, _ in s.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
     s.append(nn.ReLU())
