@@ -6,3 +6,4 @@ from minidl.visualize.filters import filter_grid, save_filter_grid, to_image, sa
 from minidl.visualize.features import feature_maps, feature_grid, save_feature_maps, layer_outputs  # noqa: F401
 from minidl.visualize.deconvnet import Deconvnet, DeconvResult, deconv_image, conv_transpose  # noqa: F401
 from minidl.visualize.patches import receptive_field, top_patches, TopPatches, crop  # noqa: F401
+from minidl.visualize.plots import line_plot, bar_chart  # noqa: F401
