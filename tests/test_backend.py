@@ -114,3 +114,83 @@ def test_round_trip_to_gpu():
 def test_mixing_devices_is_a_clear_error():
     with pytest.raises(RuntimeError, match="different devices"):
         md.tensor([1.0]) + md.tensor([1.0], device="cuda")
+
+
+# ---- on a GPU: every core op gives the CPU's values and gradients (skipped without one) -------------------
+
+def _gpu_cases():
+    from minidl import functional as F
+    idx = np.array([0, 2, 2, 1])
+    w = np.random.default_rng(5).standard_normal((5, 4))
+    return {
+        "add": lambda x: x + x[0], "sub": lambda x: 1.0 - x, "mul": lambda x: x * x, "div": lambda x: x / (x * x + 1.0),
+        "neg": lambda x: -x, "pow": lambda x: (x * x + 1.0) ** 1.5, "pow_tensor": lambda x: (x * x + 1.0) ** x,
+        "matmul": lambda x: x @ x.T, "matmul_batched": lambda x: x.reshape(3, 2, 2) @ x.reshape(3, 2, 2),
+        "exp": F.exp, "log": lambda x: F.log(x * x + 1.0), "sqrt": lambda x: F.sqrt(x * x + 1.0),
+        "sum": lambda x: x.sum(axis=1, keepdims=True), "mean": lambda x: x.mean(axis=0), "max": lambda x: x.max(axis=1),
+        "reshape": lambda x: x.reshape(2, 6), "transpose": lambda x: x.T, "getitem": lambda x: x[idx, 1:],
+        "broadcast_to": lambda x: x.broadcast_to((2, 3, 4)), "concat": lambda x: F.concat([x, x * 2.0], axis=1),
+        "flatten": lambda x: F.flatten(x[None]), "relu": F.relu, "tanh": F.tanh, "sigmoid": F.sigmoid,
+        "softmax": F.softmax, "log_softmax": F.log_softmax,
+        "linear": lambda x: F.linear(x, md.tensor(w, dtype=x.dtype, device=x.device),
+                                     md.tensor(w[:, 0], dtype=x.dtype, device=x.device)),
+        "cross_entropy": lambda x: F.cross_entropy(x, np.array([0, 3, 1])),
+    }
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", sorted(_gpu_cases()))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_op_on_gpu_matches_cpu(name, dtype):
+    fn = _gpu_cases()[name]
+    a = np.random.default_rng(1).standard_normal((3, 4)).astype(dtype)
+    results = {}
+    for device in ("cpu", "cuda"):
+        x = md.tensor(a, requires_grad=True, device=device)
+        y = fn(x)
+        assert y.device == device and y.dtype == dtype
+        y.backward(md.tensor(np.ones(y.shape, dtype), device=device))
+        assert backend.device_of(x.grad) == device and x.grad.dtype == dtype
+        results[device] = (y.numpy(), backend.as_numpy(x.grad))
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], **tol)
+    np.testing.assert_allclose(results["cuda"][1], results["cpu"][1], **tol)
+
+
+@pytest.mark.gpu
+def test_gradcheck_on_gpu():
+    x = md.tensor(np.random.default_rng(0).standard_normal((2, 3)), requires_grad=True, device="cuda")
+    assert md.gradcheck(lambda x: (x @ x.T).exp().sum(axis=0), x)
+
+
+@pytest.mark.gpu
+def test_dropout_on_gpu_is_seeded():
+    from minidl import functional as F
+    x = md.tensor(np.ones((50, 50), np.float32), device="cuda")
+    md.manual_seed(4)
+    a = F.dropout(x, 0.5).numpy()
+    md.manual_seed(4)
+    np.testing.assert_array_equal(F.dropout(x, 0.5).numpy(), a)
+    assert set(np.unique(a)) == {0.0, 2.0}
+
+
+@pytest.mark.gpu
+def test_module_and_sgd_on_gpu_match_cpu():
+    from minidl import nn, optim
+    rng = np.random.default_rng(0)
+    x, target = rng.standard_normal((8, 4)).astype(np.float32), rng.integers(0, 3, 8)
+    results = []
+    for device in ("cpu", "cuda"):
+        md.manual_seed(0)
+        net = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)).to(device)
+        opt = optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3, nesterov=True)
+        for _ in range(3):
+            opt.zero_grad()
+            md.functional.cross_entropy(net(md.tensor(x, device=device)), target).backward()
+            opt.step()
+        sd = net.state_dict()
+        assert all(isinstance(v, np.ndarray) for v in sd.values())
+        assert isinstance(opt.state_dict()["state"][0]["momentum"], np.ndarray)
+        results.append(sd)
+    for k in results[0]:
+        np.testing.assert_allclose(results[1][k], results[0][k], rtol=1e-4, atol=1e-5)
