@@ -137,6 +137,23 @@ def _planes(x):
     return np.ascontiguousarray(x).reshape((n * c,) + x.shape[2:])
 
 
+# Below this many element-operations a job runs on one thread: waking the pool's other threads
+# costs microseconds when idle and milliseconds on a busy machine, more than a small job takes.
+SERIAL_BELOW = 1 << 15
+
+
+def _run(kernel, work, *args):
+    """Call a parallel Numba kernel, on a single thread when ``work`` is too small to share."""
+    if work >= SERIAL_BELOW:
+        return kernel(*args)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(threads)
+
+
 @numba.njit(cache=True, parallel=True)
 def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, y, argmax):
     P, H, W = x.shape
@@ -166,7 +183,7 @@ def max_pool_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
     xs = _planes(x)
     y = np.empty((n * c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n * c, oh, ow), dtype=np.int32)
-    _max_pool_fwd(xs, int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), y, argmax)
+    _run(_max_pool_fwd, y.size * kh * kw, xs, int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), y, argmax)
     return y.reshape(n, c, oh, ow), argmax.reshape(n, c, oh, ow)
 
 
@@ -182,7 +199,7 @@ def max_pool_backward(gy, argmax, x_shape):
     """gy (N, C, oh, ow), argmax from max_pool_forward -> gx (N, C, H, W); each gy goes to its switch."""
     n, c, h, w = x_shape
     gx = np.zeros((n * c, h * w), dtype=gy.dtype)
-    _max_pool_bwd(_planes(gy).reshape(n * c, -1), _planes(argmax).reshape(n * c, -1), gx)
+    _run(_max_pool_bwd, gy.size, _planes(gy).reshape(n * c, -1), _planes(argmax).reshape(n * c, -1), gx)
     return gx.reshape(x_shape)
 
 
@@ -212,7 +229,7 @@ def avg_pool_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
     """x (N, C, H, W) -> y (N, C, oh, ow): window sums over PyTorch's divisor (padding counted)."""
     n, c, h, w = x.shape
     y = np.empty((n * c, oh, ow), dtype=x.dtype)
-    _avg_pool_fwd(_planes(x), int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), y)
+    _run(_avg_pool_fwd, y.size * kh * kw, _planes(x), int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), y)
     return y.reshape(n, c, oh, ow)
 
 
@@ -241,7 +258,7 @@ def avg_pool_backward(gy, x_shape, kh, kw, sh, sw, ph, pw):
     """gy (N, C, oh, ow) -> gx (N, C, H, W): each gy spread evenly over its window."""
     n, c, h, w = x_shape
     gx = np.zeros((n * c, h, w), dtype=gy.dtype)
-    _avg_pool_bwd(_planes(gy), int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), gx)
+    _run(_avg_pool_bwd, gy.size * kh * kw, _planes(gy), int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), gx)
     return gx.reshape(x_shape)
 
 
@@ -276,7 +293,7 @@ def lrn_forward(x, size, alpha, beta, k):
     y = np.empty_like(xs)
     scale = np.empty_like(xs)
     t = x.dtype.type  # constants in the array's dtype keep float32 arithmetic in float32
-    _lrn_fwd(xs, int(size), t(alpha), t(beta), t(k), y, scale)
+    _run(_lrn_fwd, x.size * (size + 2), xs, int(size), t(alpha), t(beta), t(k), y, scale)
     return y.reshape(x.shape), scale.reshape(x.shape)
 
 
@@ -307,5 +324,5 @@ def lrn_backward(x, y, scale, gy, size, alpha, beta, k):
     gx = np.empty_like(flat[0])
     ratio = np.empty_like(flat[0])
     t = x.dtype.type
-    _lrn_bwd(*flat, int(size), t(alpha), t(beta), gx, ratio)
+    _run(_lrn_bwd, x.size * (size + 4), *flat, int(size), t(alpha), t(beta), gx, ratio)
     return gx.reshape(x.shape)

@@ -77,13 +77,15 @@ def test_avg_pool_matches_reference(dtype, ceil_mode):
 
 
 def test_avg_pool_divisor_counts_padding_but_not_the_ceil_overhang():
-    x = np.ones((1, 1, 5, 5))
-    # k=2, s=2, p=1, ceil: output 4 (the last window starts at row 5 = in + pad - 1... kept since 5 < 5 + 1)
-    y = cpu.avg_pool_forward(x, 2, 2, 2, 2, 1, 1, 3, 3)
-    # corner window: 1 real element + 3 padded over 4; the window past the right padding also divides by 4
+    x = np.ones((1, 1, 6, 6))
+    # k=2, s=2, p=1: the corner window holds 1 input and 3 padded zeros, and divides by 4
+    y = cpu.avg_pool_forward(x, 2, 2, 2, 2, 1, 1, 4, 4)
     assert y[0, 0, 0, 0] == 0.25 and y[0, 0, 1, 1] == 1.0
-    y = cpu.avg_pool_forward(x, 3, 3, 2, 2, 0, 0, 3, 3)  # ceil mode: last window covers rows 4..6 of 0..4
-    assert y[0, 0, 2, 2] == 1.0  # divisor clipped to the 1x1 inside part, as PyTorch
+    # k=3, s=2, p=0, ceil mode: 3 outputs; the last window spans rows 4..6 of 0..5 and divides
+    # by the 2x2 part inside the input (PyTorch's rule), so a constant input stays constant
+    assert pool_output_size(6, 3, 2, 0, True) == 3
+    y = cpu.avg_pool_forward(x, 3, 3, 2, 2, 0, 0, 3, 3)
+    np.testing.assert_array_equal(y, 1.0)
     np.testing.assert_array_equal(y, ref.avg_pool_forward(x, 3, 3, 2, 2, 0, 0, 3, 3))
 
 
