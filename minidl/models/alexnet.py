@@ -30,36 +30,38 @@ VARIANTS = ("paper", "torchvision")
 class AlexNet(nn.Module):
     """The paper's two-tower AlexNet (towers as grouped convolutions), Caffe layer names."""
 
-    def __init__(self, num_classes=1000, dropout=0.5):
+    def __init__(self, num_classes=1000, dropout=0.5, width=1.0):
         super().__init__()
         lrn = dict(size=5, alpha=1e-4, beta=0.75, k=2.0)
+        # width < 1 narrows every layer (even counts: two towers), e.g. tiny nets for tests
+        c1, c2, c3, c4, c5, f6 = (max(2, 2 * round(n * width / 2)) for n in (96, 256, 384, 384, 256, 4096))
         self.features = nn.Sequential(OrderedDict([
             # 3 x 227 x 227
-            ("conv1", nn.Conv2d(3, 96, 11, stride=4)),                 # 96 x 55 x 55
+            ("conv1", nn.Conv2d(3, c1, 11, stride=4)),                 # 96 x 55 x 55
             ("relu1", nn.ReLU()),
             ("norm1", nn.LocalResponseNorm(**lrn)),
             ("pool1", nn.MaxPool2d(3, stride=2)),                      # 96 x 27 x 27 (overlapping pool)
-            ("conv2", nn.Conv2d(96, 256, 5, padding=2, groups=2)),     # 256 x 27 x 27 (two towers)
+            ("conv2", nn.Conv2d(c1, c2, 5, padding=2, groups=2)),     # 256 x 27 x 27 (two towers)
             ("relu2", nn.ReLU()),
             ("norm2", nn.LocalResponseNorm(**lrn)),
             ("pool2", nn.MaxPool2d(3, stride=2)),                      # 256 x 13 x 13
-            ("conv3", nn.Conv2d(256, 384, 3, padding=1)),              # 384 x 13 x 13 (towers talk here)
+            ("conv3", nn.Conv2d(c2, c3, 3, padding=1)),              # 384 x 13 x 13 (towers talk here)
             ("relu3", nn.ReLU()),
-            ("conv4", nn.Conv2d(384, 384, 3, padding=1, groups=2)),    # 384 x 13 x 13 (two towers)
+            ("conv4", nn.Conv2d(c3, c4, 3, padding=1, groups=2)),    # 384 x 13 x 13 (two towers)
             ("relu4", nn.ReLU()),
-            ("conv5", nn.Conv2d(384, 256, 3, padding=1, groups=2)),    # 256 x 13 x 13 (two towers)
+            ("conv5", nn.Conv2d(c4, c5, 3, padding=1, groups=2)),    # 256 x 13 x 13 (two towers)
             ("relu5", nn.ReLU()),
             ("pool5", nn.MaxPool2d(3, stride=2)),                      # 256 x 6 x 6
         ]))
         self.flatten = nn.Flatten()                                    # 9216
         self.classifier = nn.Sequential(OrderedDict([
-            ("fc6", nn.Linear(256 * 6 * 6, 4096)),                     # 4096
+            ("fc6", nn.Linear(c5 * 6 * 6, f6)),                          # 4096
             ("relu6", nn.ReLU()),
             ("drop6", nn.Dropout(dropout)),
-            ("fc7", nn.Linear(4096, 4096)),                            # 4096
+            ("fc7", nn.Linear(f6, f6)),                                # 4096
             ("relu7", nn.ReLU()),
             ("drop7", nn.Dropout(dropout)),
-            ("fc8", nn.Linear(4096, num_classes)),                     # num_classes
+            ("fc8", nn.Linear(f6, num_classes)),                       # num_classes
         ]))
 
     def forward(self, x):
@@ -102,10 +104,18 @@ class AlexNetTorchvision(nn.Module):
         return self.classifier(self.flatten(self.avgpool(self.features(x))))
 
 
-def alexnet(num_classes=1000, variant="paper", dropout=0.5):
-    """AlexNet: ``variant="paper"`` (two towers, LRN, 227 input) or ``"torchvision"``."""
+def alexnet(num_classes=1000, variant="paper", dropout=0.5, width=1.0, towers=None):
+    """AlexNet: ``variant="paper"`` (two towers, LRN, 227 input) or ``"torchvision"``.
+
+    towers="mpi" (paper variant, run on 2 MPI ranks): each rank holds and runs one tower, as the
+    paper's two GPUs did (minidl.distributed.towers)."""
+    if towers is not None:
+        if variant != "paper" or towers != "mpi":
+            raise ValueError(f'alexnet: towers="mpi" needs variant="paper", got towers={towers!r}, variant={variant!r}')
+        from minidl.distributed.towers import tower_alexnet
+        return tower_alexnet(AlexNet(num_classes, dropout, width))
     if variant == "paper":
-        return AlexNet(num_classes, dropout)
+        return AlexNet(num_classes, dropout, width)
     if variant == "torchvision":
         return AlexNetTorchvision(num_classes, dropout)
     raise ValueError(f"alexnet: variant must be one of {VARIANTS}, got {variant!r}")

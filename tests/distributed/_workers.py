@@ -178,6 +178,32 @@ def case_fault(fail_rank=1, fail_step=3, how="raise"):
     result(finished=True)
 
 
+def case_towers(lrn_halo=True, batch=2):
+    """Two-tower AlexNet (tiny widths, float64) on 2 ranks == the grouped single-process model."""
+    from minidl import models
+    from minidl.distributed.towers import tower_alexnet
+    comm = dist.init()
+    md.manual_seed(0)
+    grouped = models.alexnet(num_classes=10, width=1 / 16, dropout=0.0)
+    for p in grouped.parameters():
+        p.data = p.data.astype(np.float64)
+    tower = tower_alexnet(grouped, lrn_halo=lrn_halo)
+    rng = np.random.default_rng(5)
+    x, t = rng.standard_normal((batch, 3, 227, 227)), rng.integers(0, 10, batch)
+    loss = F.cross_entropy(tower(md.tensor(x)), t)
+    loss.backward()
+    grads, weights = tower.gather_full("grad"), tower.gather_full("data")
+    n_tower = tower.num_parameters()
+    if comm.Get_rank() == 0:
+        ref = F.cross_entropy(grouped(md.tensor(x)), t)
+        ref.backward()
+        full = dict(grouped.named_parameters())
+        result(loss=rel_err(loss.data, ref.data), loss_value=float(loss.data),
+               grads={k: rel_err(g, full[k].grad) for k, g in grads.items()},
+               weights=max(rel_err(w, full[k].data) for k, w in weights.items()),
+               keys_match=list(grads) == list(full), tower_params=n_tower, grouped_params=grouped.num_parameters())
+
+
 if __name__ == "__main__":
     name, args = sys.argv[1], [json.loads(a) for a in sys.argv[2:]]
     globals()["case_" + name](*args)
