@@ -137,6 +137,8 @@ class BatchNorm2d(Module):
         self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
 
     def forward(self, x):
+        if x.ndim != 4:  # F.batch_norm takes (N, C) too; the 2d layer is for feature maps only, as PyTorch's
+            raise ValueError(f"BatchNorm2d: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
         if self.training:
             self.num_batches_tracked += 1
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
