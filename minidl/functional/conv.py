@@ -19,6 +19,7 @@ Two things keep it fast and bounded on the CPU (see benchmarks/RESULTS.md):
   array would be handed back to the OS when freed and faulted in page by page at the next step.
   Backward recomputes col into that buffer instead of keeping one col per layer alive.
 """
+import math
 import threading
 
 import numpy as np
@@ -42,7 +43,7 @@ def _scratch(xp, name, shape, dtype):
     if xp is not np:
         return xp.empty(shape, dtype=dtype)
     bufs = _local.__dict__.setdefault("buffers", {})
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     key = (name, np.dtype(dtype))
     buf = bufs.get(key)
     if buf is None or buf.size < size:

@@ -38,31 +38,48 @@ def _valid_columns(j, sw, pw, W, ow):
     return lo, hi
 
 
-@numba.njit(cache=True, parallel=True)
-def _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, col):
+@numba.njit(cache=True, inline="always")
+def _im2col_row(x, kh, kw, sh, sw, ph, pw, oh, ow, col, r):
+    """Fill row r = (c, i, j) of col: x[n, c, y*sh - ph + i, x*sw - pw + j] for every (n, y, x)."""
     N, C, H, W = x.shape
     P = oh * ow
-    for r in numba.prange(C * kh * kw):
-        c, i, j = r // (kh * kw), (r // kw) % kh, r % kw
-        lo, hi = _valid_columns(j, sw, pw, W, ow)
-        row = col[r]
-        for n in range(N):
-            for y in range(oh):
-                h = y * sh - ph + i
-                out = row[n * P + y * ow:n * P + (y + 1) * ow]
-                if h < 0 or h >= H:
-                    out[:] = 0
-                    continue
-                src = x[n, c, h]
-                if lo > 0:  # (the ifs skip empty slice assignments: they cost as much as short copies)
-                    out[:lo] = 0
-                if sw == 1:  # the common case: a contiguous copy
-                    out[lo:hi] = src[lo - pw + j:hi - pw + j]
-                else:
-                    for xo in range(lo, hi):
-                        out[xo] = src[xo * sw - pw + j]
-                if hi < ow:
-                    out[hi:] = 0
+    c, i, j = r // (kh * kw), (r // kw) % kh, r % kw
+    lo, hi = _valid_columns(j, sw, pw, W, ow)
+    row = col[r]
+    for n in range(N):
+        for y in range(oh):
+            h = y * sh - ph + i
+            out = row[n * P + y * ow:n * P + (y + 1) * ow]
+            if h < 0 or h >= H:
+                out[:] = 0
+                continue
+            src = x[n, c, h]
+            if lo > 0:  # (the ifs skip empty slice assignments: they cost as much as short copies)
+                out[:lo] = 0
+            if sw == 1:  # the common case: a contiguous copy
+                out[lo:hi] = src[lo - pw + j:hi - pw + j]
+            else:
+                for xo in range(lo, hi):
+                    out[xo] = src[xo * sw - pw + j]
+            if hi < ow:
+                out[hi:] = 0
+
+
+@numba.njit(cache=True, parallel=True)
+def _im2col_parallel(x, kh, kw, sh, sw, ph, pw, oh, ow, col):
+    for r in numba.prange(col.shape[0]):
+        _im2col_row(x, kh, kw, sh, sw, ph, pw, oh, ow, col, r)
+
+
+@numba.njit(cache=True)
+def _im2col_serial(x, kh, kw, sh, sw, ph, pw, oh, ow, col):
+    for r in range(col.shape[0]):
+        _im2col_row(x, kh, kw, sh, sw, ph, pw, oh, ow, col, r)
+
+
+# Below this many elements waking the thread pool costs more than the copy itself (~1 ms per call
+# on a busy 2-core machine, which made tiny gradient checks crawl), so small calls run serially.
+PARALLEL_MIN_SIZE = 1 << 16
 
 
 def im2col(x, kh, kw, sh, sw, ph, pw, out=None):
@@ -75,33 +92,46 @@ def im2col(x, kh, kw, sh, sw, ph, pw, out=None):
     oh, ow = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
     shape = (C * kh * kw, N * oh * ow)
     col = np.empty(shape, dtype=x.dtype) if out is None else _check_out("im2col", out, shape, x.dtype)
-    _im2col(x, int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), oh, ow, col)
+    run = _im2col_parallel if col.size >= PARALLEL_MIN_SIZE else _im2col_serial
+    run(x, int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), oh, ow, col)
     return col
 
 
-@numba.njit(cache=True, parallel=True)
-def _col2im(col, kh, kw, sh, sw, ph, pw, oh, ow, x):
+@numba.njit(cache=True, inline="always")
+def _col2im_channel(col, kh, kw, sh, sw, ph, pw, oh, ow, x, c):
+    """Sum the rows (c, i, j) of col back into the planes x[:, c], each at its window position."""
     N, C, H, W = x.shape
     P = oh * ow
-    for c in numba.prange(C):
-        for n in range(N):
-            x[n, c] = 0
-        for i in range(kh):
-            for j in range(kw):
-                row = col[(c * kh + i) * kw + j]
-                lo, hi = _valid_columns(j, sw, pw, W, ow)
-                for n in range(N):
-                    for y in range(oh):
-                        h = y * sh - ph + i
-                        if h < 0 or h >= H:
-                            continue
-                        src = row[n * P + y * ow:n * P + (y + 1) * ow]
-                        dst = x[n, c, h]
-                        if sw == 1:
-                            dst[lo - pw + j:hi - pw + j] += src[lo:hi]
-                        else:
-                            for xo in range(lo, hi):
-                                dst[xo * sw - pw + j] += src[xo]
+    for n in range(N):
+        x[n, c] = 0
+    for i in range(kh):
+        for j in range(kw):
+            row = col[(c * kh + i) * kw + j]
+            lo, hi = _valid_columns(j, sw, pw, W, ow)
+            for n in range(N):
+                for y in range(oh):
+                    h = y * sh - ph + i
+                    if h < 0 or h >= H:
+                        continue
+                    src = row[n * P + y * ow:n * P + (y + 1) * ow]
+                    dst = x[n, c, h]
+                    if sw == 1:
+                        dst[lo - pw + j:hi - pw + j] += src[lo:hi]
+                    else:
+                        for xo in range(lo, hi):
+                            dst[xo * sw - pw + j] += src[xo]
+
+
+@numba.njit(cache=True, parallel=True)
+def _col2im_parallel(col, kh, kw, sh, sw, ph, pw, oh, ow, x):
+    for c in numba.prange(x.shape[1]):
+        _col2im_channel(col, kh, kw, sh, sw, ph, pw, oh, ow, x, c)
+
+
+@numba.njit(cache=True)
+def _col2im_serial(col, kh, kw, sh, sw, ph, pw, oh, ow, x):
+    for c in range(x.shape[1]):
+        _col2im_channel(col, kh, kw, sh, sw, ph, pw, oh, ow, x, c)
 
 
 def col2im(col, x_shape, kh, kw, sh, sw, ph, pw, out=None):
@@ -117,7 +147,8 @@ def col2im(col, x_shape, kh, kw, sh, sw, ph, pw, out=None):
                          f"{tuple(x_shape)}, kernel {kh}x{kw}, stride {sh}x{sw}, padding {ph}x{pw}")
     x = np.empty(tuple(x_shape), dtype=col.dtype) if out is None else _check_out("col2im", out, tuple(x_shape),
                                                                                    col.dtype)
-    _col2im(col, int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), oh, ow, x)
+    run = _col2im_parallel if col.size >= PARALLEL_MIN_SIZE else _col2im_serial
+    run(col, int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), oh, ow, x)
     return x
 
 
