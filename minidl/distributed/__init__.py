@@ -198,6 +198,7 @@ def _kill_group(proc):
         proc.kill()
 
 
-from minidl.distributed.sampler import DistributedSampler  # noqa: E402,F401  (no mpi4py needed to import)
-from minidl.distributed.data_parallel import DataParallel, broadcast_module, average_gradients  # noqa: E402,F401
+from minidl.distributed.sampler import DistributedSampler, shard, shard_loader  # noqa: E402,F401  (no mpi4py needed)
+from minidl.distributed.data_parallel import (DataParallel, DistributedOptimizer, broadcast_module,  # noqa: E402,F401
+                                              average_gradients, scale_lr)
 from minidl.distributed.sync_batchnorm import SyncBatchNorm2d, convert_sync_batchnorm  # noqa: E402,F401

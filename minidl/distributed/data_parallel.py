@@ -224,3 +224,32 @@ class DataParallel:
     def bucket_sizes(self):
         """Bytes per bucket, in the order they are all-reduced."""
         return [b.nbytes for b in self.buckets]
+
+
+class DistributedOptimizer:
+    """An optimiser whose ``step()`` is ``dp.step(optimizer)``: for training loops that call
+    ``optimizer.step()`` themselves. Every other attribute (``lr``, ``state_dict`` …) is the wrapped
+    optimiser's, so learning-rate schedules work unchanged."""
+
+    def __init__(self, optimizer, dp):
+        object.__setattr__(self, "optimizer", optimizer)
+        object.__setattr__(self, "dp", dp)
+
+    def step(self):
+        return self.dp.step(self.optimizer)
+
+    def __getattr__(self, name):
+        return getattr(self.optimizer, name)
+
+    def __setattr__(self, name, value):
+        setattr(self.optimizer, name, value)
+
+
+def scale_lr(lr, world, rule="linear"):
+    """Goyal et al. (2017): with a batch k times larger, multiply the learning rate by k ("linear");
+    "none" keeps it. Here k is the number of ranks (each keeps its own batch size)."""
+    if rule == "linear":
+        return lr * world
+    if rule == "none":
+        return lr
+    raise ValueError(f"scale_lr: rule must be 'linear' or 'none', got {rule!r}")

@@ -35,13 +35,10 @@ class DistributedSampler:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
         else:
             order = np.arange(self.n)
-        pad = self.total_size - self.n
-        if pad:
-            order = np.concatenate([order, np.resize(order, pad)]) if self.n else order
-        return order
+        return pad_to_multiple(order, self.num_replicas)
 
     def indices(self):
-        return self.epoch_order()[self.rank:self.total_size:self.num_replicas]
+        return shard(self.epoch_order(), self.rank, self.num_replicas)
 
     def __iter__(self):
         return iter(self.indices().tolist())
@@ -54,3 +51,34 @@ class DistributedSampler:
 
     def load_state_dict(self, sd):
         self.seed, self.epoch = int(sd["seed"]), int(sd["epoch"])
+
+
+def pad_to_multiple(order, world):
+    """``order`` extended by wrapping around to a multiple of ``world`` entries."""
+    pad = -len(order) % world
+    return np.concatenate([order, np.resize(order, pad)]) if pad and len(order) else np.asarray(order)
+
+
+def shard(order, rank, world):
+    """Rank ``rank``'s share of an epoch's ``order``: every world-th entry of the padded order."""
+    return pad_to_multiple(np.asarray(order), world)[rank::world]
+
+
+def shard_loader(loader, comm=None):
+    """Make a ``minidl.data.DataLoader`` yield only this rank's share of every epoch (in place).
+
+    The loader's seed is taken from rank 0 so that all ranks shuffle alike; each epoch's order is
+    then padded and sharded as by ``DistributedSampler``. Batches keep the loader's batch size, so
+    the job's batch is world x batch_size.
+    """
+    from minidl import distributed as dist
+    comm = comm or dist.get_comm()
+    rank, world = comm.Get_rank(), comm.Get_size()
+    loader.seed = comm.bcast(loader.seed, root=0)
+    full = loader.epoch_indices
+
+    def epoch_indices(epoch):
+        return shard(full(epoch), rank, world)
+
+    loader.epoch_indices = epoch_indices
+    return loader
