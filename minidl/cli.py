@@ -13,6 +13,9 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Subcommands register themselves here: add_<name>_parser(sub).
     add_summary_parser(sub)
+    add_train_parser(sub)
+    add_eval_parser(sub)
+    add_classify_parser(sub)
     return parser, sub
 
 
@@ -50,6 +53,96 @@ def cmd_summary(args):
         h = args.input_size[0]
         w = args.input_size[1] if len(args.input_size) > 1 else h
     print(models.summary(model, (c, h, w), depth=args.depth))
+    return 0
+
+
+def add_train_parser(sub):
+    from minidl.train import DEFAULTS
+    p = sub.add_parser("train", help="train a model (default: a small AlexNet-style net on the embedded digits)",
+                       description="Train with SGD (momentum 0.9, weight decay 5e-4), checkpointing every epoch. "
+                                   "Ends with the held-out 'top-1 error X.X%%  top-5 error Y.Y%%'.")
+    p.add_argument("--model", default=None,
+                   help="tiny_alexnet (default) or a name from `minidl summary --list`")
+    p.add_argument("--data", default=None,
+                   help="digits (default, embedded), cifar10:PATH (python batches), or an image folder PATH "
+                        "(PATH/<class>/<image>, or PATH/train and PATH/val)")
+    p.add_argument("--epochs", type=int, default=None, help=f"epochs (default {DEFAULTS['epochs']})")
+    p.add_argument("--batch-size", type=int, default=None, help=f"batch size (default {DEFAULTS['batch_size']})")
+    p.add_argument("--lr", type=float, default=None, help=f"learning rate (default {DEFAULTS['lr']})")
+    p.add_argument("--momentum", type=float, default=None, help=f"SGD momentum (default {DEFAULTS['momentum']})")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help=f"L2 weight decay (default {DEFAULTS['weight_decay']})")
+    p.add_argument("--schedule", choices=("step", "plateau", "none"), default="step",
+                   help="learning-rate schedule: step (/10 for the last third; default), plateau (/10 when the "
+                        "held-out error stalls), none")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (default) or cuda (needs CuPy)")
+    p.add_argument("--out", default=None, help="run folder (default runs/<date-time>, linked as runs/latest)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (default runs/latest) from its last checkpoint")
+    p.add_argument("--seed", type=int, default=None, help=f"random seed (default {DEFAULTS['seed']})")
+    p.add_argument("--workers", type=int, default=0, help="threads decoding images in parallel (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (it is off anyway when not a TTY)")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args):
+    from minidl import train
+    try:
+        train.run_training(model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
+                           lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, device=args.device,
+                           out=args.out, resume=args.resume, seed=args.seed, workers=args.workers,
+                           progress=False if args.no_progress else None, schedule=args.schedule)
+    except (train.TrainingDiverged, train.CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"minidl train: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_eval_parser(sub):
+    p = sub.add_parser("eval", help="top-1/top-5 error of a trained run on its held-out split",
+                       description="Evaluate the weights of a `minidl train` run (its folder, model.npz or "
+                                   "checkpoint.npz) on the held-out split of its data.")
+    p.add_argument("run", nargs="?", default="runs/latest", help="run folder or weights file (default runs/latest)")
+    p.add_argument("--ten-crop", action="store_true",
+                   help="average softmax over ten crops (corners, centre and their mirrors), as AlexNet/ZFNet")
+    p.add_argument("--data", default=None, help="evaluate on another data spec with the same classes")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=0)
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args):
+    from minidl import train
+    try:
+        train.run_evaluation(args.run, data=args.data, ten_crop=args.ten_crop, device=args.device,
+                             batch_size=args.batch_size, workers=args.workers)
+    except (train.CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"minidl eval: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_classify_parser(sub):
+    p = sub.add_parser("classify", help="top-5 classes with probabilities for image files",
+                       description="Classify images with trained weights: a `minidl train` run folder (its "
+                                   "config gives model, classes and preprocessing) or, with --model, an .npz of "
+                                   "weights such as converted torchvision ones (ImageNet preprocessing).")
+    p.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
+    p.add_argument("--model", default=None, help="model name (needed for weights without a run folder)")
+    p.add_argument("--weights", required=True, help="run folder, model.npz/checkpoint.npz, or an .npz of weights")
+    p.add_argument("--top", type=int, default=5, help="how many classes to list (default 5)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.set_defaults(func=cmd_classify)
+
+
+def cmd_classify(args):
+    from minidl import train
+    try:
+        train.run_classify(args.images, model=args.model, weights=args.weights, device=args.device, topk=args.top)
+    except (train.CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"minidl classify: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -3,4 +3,4 @@ from minidl.data import transforms  # noqa: F401
 from minidl.data.folder import ImageFolder, SkipSample, CorruptImageWarning, load_rgb, IMG_EXTENSIONS  # noqa: F401
 from minidl.data.cifar import CIFAR10, CIFAR10_CLASSES  # noqa: F401
 from minidl.data.digits import Digits, DIGITS_CLASSES  # noqa: F401
-from minidl.data.loader import DataLoader, collate  # noqa: F401
+from minidl.data.loader import DataLoader, Subset, collate  # noqa: F401

@@ -146,3 +146,19 @@ def collate(xs, ys):
     x = np.ascontiguousarray(np.stack(arrays), dtype=np.float32)
     y = np.asarray([int(v) for v in ys], dtype=np.int64)
     return x, y
+
+
+class Subset:
+    """The samples ``indices`` of ``dataset`` (a held-out split of one ImageFolder, say)."""
+
+    def __init__(self, dataset, indices):
+        self.dataset, self.indices = dataset, np.asarray(indices, dtype=np.int64)
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.dataset[int(self.indices[i])]
+
+    def __repr__(self):
+        return f"Subset({self.dataset!r}, {len(self)} samples)"
