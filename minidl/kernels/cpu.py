@@ -198,12 +198,20 @@ def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, y, argmax):
                 w1 = min(j * sw - pw + kw, W)
                 best = x[p, h0, w0]
                 where = h0 * W + w0
+                nan = False
                 for h in range(h0, h1):
                     for w in range(w0, w1):
                         v = x[p, h, w]
-                        if v > best or (v != v and best == best):  # the first NaN wins, as np.argmax
+                        nan |= v != v  # a flag, not a branch: testing NaN inside the `if` halves the speed
+                        if v > best:
                             best = v
                             where = h * W + w
+                if nan:  # rare: NaN propagates, the first one wins (as np.argmax); scan back to find it
+                    for h in range(h1 - 1, h0 - 1, -1):
+                        for w in range(w1 - 1, w0 - 1, -1):
+                            if x[p, h, w] != x[p, h, w]:
+                                best = x[p, h, w]
+                                where = h * W + w
                 y[p, i, j] = best
                 argmax[p, i, j] = where
 

@@ -163,7 +163,8 @@ def test_batch_norm_without_buffers_uses_batch_statistics():
 
 
 @pytest.mark.parametrize("args,match", [
-    (((2, 3, 4, 4), 4, None), r"batch_norm: input has 3 channels \(shape \(2, 3, 4, 4\)\) but running_mean has shape \(4,\)"),
+    (((2, 3, 4, 4), 4, None),
+     r"batch_norm: input has 3 channels \(shape \(2, 3, 4, 4\)\) but running_mean has shape \(4,\)"),
     (((2, 3), 3, 5), r"batch_norm: input has 3 channels \(shape \(2, 3\)\) but weight has shape \(5,\)"),
     (((3,), 3, None), r"batch_norm: expected an input with at least 2 dims .*\(3,\)"),
     (((1, 3), 3, None), r"batch_norm: training needs more than 1 value per channel, got input shape \(1, 3\)"),

@@ -125,3 +125,13 @@ def test_kernels_accept_non_contiguous_input():
     np.testing.assert_array_equal(cpu.max_pool_forward(x, 3, 3, 2, 2, 1, 1, 3, 4)[0],
                                   ref.max_pool_forward(x, 3, 3, 2, 2, 1, 1, 3, 4)[0])
     np.testing.assert_allclose(cpu.lrn_forward(x, 5, 1e-1, 0.75, 2.0)[0], ref.lrn_forward(x, 5, 1e-1, 0.75, 2.0)[0])
+
+
+def test_max_pool_nan_matches_reference():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 2, 7, 7))
+    x[rng.random(x.shape) < 0.1] = np.nan
+    y, argmax = cpu.max_pool_forward(x, 3, 3, 2, 2, 1, 1, 4, 4)
+    y_ref, argmax_ref = ref.max_pool_forward(x, 3, 3, 2, 2, 1, 1, 4, 4)
+    np.testing.assert_array_equal(y, y_ref)  # NaNs compare equal in assert_array_equal
+    np.testing.assert_array_equal(argmax, argmax_ref)
