@@ -96,6 +96,17 @@ def test_matches_torch(op, k, s, p, ceil_mode):
                         lambda t: theirs(t, k, s, p, ceil_mode=ceil_mode), x)
 
 
+@pytest.mark.parametrize("op", sorted(POOLS))
+@pytest.mark.parametrize("k,s,p,ceil_mode", [(7, 4, 3, True), (11, 4, 5, False), (7, 2, 3, True), (11, 4, 0, True),
+                                             (4, 4, 2, True), (3, 3, 1, True)])
+def test_matches_torch_large_kernels(op, k, s, p, ceil_mode):
+    torch = pytest.importorskip("torch")
+    theirs = {"max": torch.nn.functional.max_pool2d, "avg": torch.nn.functional.avg_pool2d}[op]
+    x = np.random.default_rng(k * s).standard_normal((2, 2, 27, 25)).astype(np.float32)
+    _compare_with_torch(lambda t: POOLS[op](t, k, s, p, ceil_mode),
+                        lambda t: theirs(t, k, s, p, ceil_mode=ceil_mode), x)
+
+
 def test_max_pool_switches_match_torch_indices():
     torch = pytest.importorskip("torch")
     x = np.random.default_rng(0).standard_normal((2, 3, 11, 10)).astype(np.float32)
