@@ -59,3 +59,16 @@ def compare_with_torchvision(ours, tv_model, shape, rtol=1e-4, seed=0):
     assert err <= rtol, f"relative error {err:.2e} against torchvision"
     assert set(ours.state_dict()) == set(tv_model.state_dict())
 
+
+
+def randomize_bn_torch(model, seed=0):
+    """randomize_bn for a torch model (so that eval-mode comparisons exercise BatchNorm)."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5, generator=g)
+                m.bias.uniform_(-0.5, 0.5, generator=g)
+                m.running_mean.uniform_(-0.5, 0.5, generator=g)
+                m.running_var.uniform_(0.5, 1.5, generator=g)
