@@ -1,0 +1,229 @@
+"""CPU speed: minidl against PyTorch (CPU) and DeZero 0.0.13, one run, the libraries alternating.
+
+    python3 benchmarks/cpu.py [--repeat 7] [--only conv|train]
+
+Rows: conv2d forward+backward (all three gradients) at four ImageNet-era shapes, and one SGD step
+(batch 128) of the cuda-convnet CIFAR-10 net: conv5x5-64 p2, ReLU, max-pool 3/2 ceil, LRN(9),
+conv5x5-64 p2, ReLU, LRN(9), max-pool 3/2 ceil, linear 4096->10, cross-entropy, SGD momentum 0.9.
+DeZero has neither LRN nor ceil-mode pooling: its net skips the LRNs and pools with pad 1 (same
+output sizes). Prints the median milliseconds of each library and the ratios to PyTorch.
+
+Each repetition runs every library once, in turn, with a 0.2 s pause between calls: OpenBLAS and
+PyTorch threads spin for a while after a call, and a library started meanwhile runs slower.
+Numbers move with machine load; report the load (printed at the start) with them.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import minidl as md  # noqa: E402
+from minidl import functional as F, nn, optim  # noqa: E402
+
+CONV_ROWS = [  # (N, C, H, K, kernel, padding), stride 1
+    (32, 96, 27, 256, 5, 2),
+    (32, 256, 13, 384, 3, 1),
+    (8, 128, 56, 128, 3, 1),
+    (128, 3, 32, 64, 5, 2),
+]
+PAUSE = 0.2
+
+
+# ---- the three libraries, each returning a zero-argument callable that does one unit of work ------
+def minidl_conv(x, w, b, pad):
+    X, W, B = (md.tensor(a, requires_grad=True) for a in (x, w, b))
+    gy = None
+
+    def run():
+        nonlocal gy
+        for t in (X, W, B):
+            t.grad = None
+        y = F.conv2d(X, W, B, 1, pad)
+        gy = np.ones(y.shape, dtype=np.float32) if gy is None else gy
+        y.backward(gy)
+    return run
+
+
+def torch_conv(x, w, b, pad):
+    import torch
+    X, W, B = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    gy = None
+
+    def run():
+        nonlocal gy
+        for t in (X, W, B):
+            t.grad = None
+        y = torch.nn.functional.conv2d(X, W, B, 1, pad)
+        gy = torch.ones_like(y) if gy is None else gy
+        y.backward(gy)
+    return run
+
+
+def dezero_conv(x, w, b, pad):
+    import dezero
+    X, W, B = (dezero.Variable(a.copy()) for a in (x, w, b))
+
+    def run():
+        for t in (X, W, B):
+            t.cleargrad()
+        y = dezero.functions.conv2d(X, W, B, 1, pad)
+        y.backward()  # DeZero seeds a non-scalar output with ones, as the others do above
+    return run
+
+
+def minidl_train(x, t, params):
+    model = nn.Sequential(
+        nn.Conv2d(3, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True), nn.LocalResponseNorm(9),
+        nn.Conv2d(64, 64, 5, padding=2), nn.ReLU(), nn.LocalResponseNorm(9), nn.MaxPool2d(3, 2, ceil_mode=True),
+        nn.Flatten(), nn.Linear(4096, 10))
+    model.load_state_dict(params)
+    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    X, T = md.tensor(x), t
+
+    def run():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(X), T)
+        loss.backward()
+        opt.step()
+    return run
+
+
+def torch_train(x, t, params):
+    import torch
+    from torch import nn as tnn
+    # minidl's LRN(size, alpha) is the AlexNet paper's; PyTorch divides alpha by size (reference/layers.md)
+    model = tnn.Sequential(
+        tnn.Conv2d(3, 64, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(3, 2, ceil_mode=True),
+        tnn.LocalResponseNorm(9, alpha=9e-4, beta=0.75, k=2.0),
+        tnn.Conv2d(64, 64, 5, padding=2), tnn.ReLU(), tnn.LocalResponseNorm(9, alpha=9e-4, beta=0.75, k=2.0),
+        tnn.MaxPool2d(3, 2, ceil_mode=True), tnn.Flatten(), tnn.Linear(4096, 10))
+    model.load_state_dict({k: torch.tensor(v) for k, v in params.items()})
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    X, T = torch.tensor(x), torch.tensor(t)
+
+    def run():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(X), T)
+        loss.backward()
+        opt.step()
+    return run
+
+
+def dezero_train(x, t, params):
+    import dezero
+    import dezero.functions as DF
+    import dezero.layers as DL
+
+    class Net(dezero.Model):
+        def __init__(self):
+            super().__init__()
+            self.c1 = DL.Conv2d(64, 5, pad=2, in_channels=3)
+            self.c2 = DL.Conv2d(64, 5, pad=2, in_channels=64)
+            self.fc = DL.Linear(10, in_size=4096)
+
+        def forward(self, x):
+            x = DF.pooling(DF.relu(self.c1(x)), 3, 2, 1)  # no LRN, and pad 1 stands in for ceil mode
+            x = DF.pooling(DF.relu(self.c2(x)), 3, 2, 1)
+            return self.fc(DF.reshape(x, (x.shape[0], -1)))
+
+    model = Net()
+    model.c1.W.data, model.c1.b.data = params["0.weight"].copy(), params["0.bias"].copy()
+    model.c2.W.data, model.c2.b.data = params["4.weight"].copy(), params["4.bias"].copy()
+    model.fc.W.data, model.fc.b.data = params["9.weight"].T.copy(), params["9.bias"].copy()  # DeZero's W is (in, out)
+    opt = dezero.optimizers.MomentumSGD(lr=0.01, momentum=0.9).setup(model)
+    X = dezero.Variable(x)
+
+    def run():
+        model.cleargrads()
+        loss = DF.softmax_cross_entropy(model(X), t)
+        loss.backward()
+        opt.update()
+    return run
+
+
+# ---- timing --------------------------------------------------------------------------------------
+def available_libraries():
+    libs = {"minidl": (minidl_conv, minidl_train)}
+    try:
+        import torch
+        libs["pytorch"] = (torch_conv, torch_train)
+    except ImportError:
+        print("PyTorch not installed: its rows are skipped")
+    try:
+        np.int = int  # DeZero 0.0.13 still uses np.int, removed in NumPy 1.24
+        import dezero  # noqa: F401
+        libs["dezero"] = (dezero_conv, dezero_train)
+    except ImportError:
+        print("DeZero not installed (pip install dezero==0.0.13 matplotlib): its rows are skipped")
+    return libs
+
+
+def time_alternating(runs, repeat, warmup=1):
+    """Median seconds of each callable, calling them in turn with a pause between calls."""
+    times = {name: [] for name in runs}
+    for rep in range(warmup + repeat):
+        for name, run in runs.items():
+            time.sleep(PAUSE)
+            t0 = time.perf_counter()
+            run()
+            if rep >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def report(label, medians):
+    ms = {k: v * 1e3 for k, v in medians.items()}
+    cells = "  ".join(f"{name} {v:8.1f} ms" for name, v in ms.items())
+    ratios = ""
+    if "pytorch" in ms:
+        ratios += f"  minidl/pytorch {ms['minidl'] / ms['pytorch']:.2f}x"
+    if "dezero" in ms:
+        ratios += f"  dezero/minidl {ms['dezero'] / ms['minidl']:.2f}x"
+    print(f"{label:<36} {cells}{ratios}", flush=True)
+
+
+def cifar_params(rng):
+    """Initial weights shared by the three nets (minidl/PyTorch state-dict keys)."""
+    shapes = {"0.weight": (64, 3, 5, 5), "0.bias": (64,), "4.weight": (64, 64, 5, 5), "4.bias": (64,),
+              "9.weight": (10, 4096), "9.bias": (10,)}
+    return {k: (rng.standard_normal(s) * 0.05).astype(np.float32) for k, s in shapes.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--only", choices=["conv", "train"])
+    args = parser.parse_args()
+    libs = available_libraries()
+    try:
+        from threadpoolctl import threadpool_info
+        blas = [f"{i['internal_api']} {i['version']} {i.get('architecture', '')} threads={i['num_threads']}"
+                for i in threadpool_info() if i["user_api"] == "blas"]
+    except ImportError:
+        blas = ["?"]
+    print(f"numpy {np.__version__}, BLAS: {'; '.join(blas)}; cores {os.cpu_count()}; "
+          f"load average at start {os.getloadavg()[0]:.2f}; median of {args.repeat}")
+    rng = np.random.default_rng(0)
+    if args.only in (None, "conv"):
+        for n, c, h, k, ks, pad in CONV_ROWS:
+            x = rng.standard_normal((n, c, h, h)).astype(np.float32)
+            w = (rng.standard_normal((k, c, ks, ks)) * 0.05).astype(np.float32)
+            b = rng.standard_normal(k).astype(np.float32)
+            runs = {name: conv(x, w, b, pad) for name, (conv, _) in libs.items()}
+            report(f"conv N{n} C{c} {h}x{h} K{k} {ks}x{ks} p{pad}", time_alternating(runs, args.repeat))
+    if args.only in (None, "train"):
+        x = rng.standard_normal((128, 3, 32, 32)).astype(np.float32)
+        t = rng.integers(0, 10, size=128)
+        params = cifar_params(rng)
+        runs = {name: train(x, t, params) for name, (_, train) in libs.items()}
+        report("CIFAR-10 net SGD step, batch 128", time_alternating(runs, args.repeat))
+    print(f"load average at end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
