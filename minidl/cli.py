@@ -82,6 +82,16 @@ def add_train_parser(sub):
     p.add_argument("--seed", type=int, default=None, help=f"random seed (default {DEFAULTS['seed']})")
     p.add_argument("--workers", type=int, default=0, help="threads decoding images in parallel (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it is off anyway when not a TTY)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data parallel over MPI ranks: start with `mpiexec -n N minidl train --distributed ...` "
+                        "(needs the mpi extra); each rank takes --batch-size images per step, rank 0 writes")
+    p.add_argument("--lr-scaling", choices=("linear", "none"), default="linear",
+                   help="with --distributed: multiply --lr by the number of ranks (linear, Goyal et al. 2017; "
+                        "default) or not (none)")
+    p.add_argument("--warmup-epochs", type=float, default=0,
+                   help="gradual warm-up of the learning rate over this many epochs (Goyal et al. used 5; default 0)")
+    p.add_argument("--sync-batchnorm", action="store_true",
+                   help="with --distributed: BatchNorm statistics over all ranks (default: per rank)")
     p.set_defaults(func=cmd_train)
 
 
@@ -91,9 +101,14 @@ def cmd_train(args):
         train.run_training(model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
                            lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, device=args.device,
                            out=args.out, resume=args.resume, seed=args.seed, workers=args.workers,
-                           progress=False if args.no_progress else None, schedule=args.schedule)
+                           progress=False if args.no_progress else None, schedule=args.schedule,
+                           distributed=args.distributed, lr_scaling=args.lr_scaling,
+                           warmup_epochs=args.warmup_epochs, sync_batchnorm=args.sync_batchnorm)
     except (train.TrainingDiverged, train.CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"minidl train: {e}", file=sys.stderr)
+        if args.distributed:  # the other ranks would wait for this one forever: end the whole job
+            from minidl.distributed import faults
+            faults.abort_job(f"minidl train: {e}")
         return 1
     return 0
 

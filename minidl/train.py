@@ -506,8 +506,12 @@ def read_config(path):
 
 def run_training(model=None, data=None, epochs=None, batch_size=None, lr=None, momentum=None, weight_decay=None,
                  device="cpu", out=None, resume=False, seed=None, workers=0, progress=None, schedule="step",
-                 log=print):
+                 log=print, distributed=False, lr_scaling="linear", warmup_epochs=0, sync_batchnorm=False):
     """``minidl train``: build model and data, train with checkpoints, print the final held-out errors.
+
+    distributed: one replica per MPI rank (``mpiexec -n N minidl train --distributed``; see
+    minidl.distributed.training): lr multiplied by N (``lr_scaling="linear"``, or "none"),
+    ``warmup_epochs`` of gradual warm-up, ``sync_batchnorm`` for BN statistics over all ranks.
 
     Returns ``(trainer, {"top1", "top5", ...})``. Arguments left None take ``DEFAULTS`` (or, when
     resuming, the values stored in the run's config.json).
@@ -515,7 +519,15 @@ def run_training(model=None, data=None, epochs=None, batch_size=None, lr=None, m
     from minidl.data import DataLoader, presets
     args = {"model": model, "data": data, "epochs": epochs, "batch_size": batch_size, "lr": lr,
             "momentum": momentum, "weight_decay": weight_decay, "seed": seed}
-    out = _run_dir(out, resume)
+    world, is_main = 1, True
+    if distributed:
+        from minidl import distributed as dist
+        from minidl.distributed import training as dist_training
+        world, is_main = dist.init().Get_size(), dist.is_main()
+        log = log if is_main else dist_training.silent
+        out = dist_training.shared_run_dir(_run_dir, out, resume)
+    else:
+        out = _run_dir(out, resume)
     config = None
     if resume:
         config = read_config(out)
@@ -536,11 +548,16 @@ def run_training(model=None, data=None, epochs=None, batch_size=None, lr=None, m
     train_loader = DataLoader(train_set, config["batch_size"], shuffle=True, num_workers=workers, seed=config["seed"])
     test_loader = DataLoader(test_set, max(config["batch_size"], 64), num_workers=workers)
     opt = optim.SGD(net.parameters(), config["lr"], momentum=config["momentum"], weight_decay=config["weight_decay"])
+    if distributed:  # broadcast weights, shard the loader, average gradients, scale lr
+        opt = dist_training.prepare(net, opt, train_loader, sync_batchnorm, lr_scaling)
     sched = make_schedule(opt, config.get("schedule"), config["epochs"])
+    warm = dist_training.warmup(opt, warmup_epochs, len(train_loader), world) if distributed else (
+        optim.WarmupLR(opt, int(round(warmup_epochs * len(train_loader)))) if warmup_epochs else None)
     log(f"training {config['model']} on {config['data']} ({len(train_set)} training / {len(test_set)} held-out "
         f"images, {len(config['classes'])} classes) for {config['epochs']} epochs on {device}; outputs in {out}")
     trainer = Trainer(net, train_loader, test_loader, epochs=config["epochs"], optimizer=opt, schedule=sched,
-                      device=device, out_dir=out, progress=progress, config=config, log=log)
+                      device=device, out_dir=out, progress=progress, config=config, log=log,
+                      batch_schedule=warm, is_main=is_main)
     trainer.fit(resume=bool(resume))
     last = trainer.history[-1] if trainer.history else None
     if last is None or "val_top1_error" not in last:

@@ -78,12 +78,28 @@ def init(watchdog=True, excepthook=True, comm=None):
     MPI = mpi()
     _comm = comm if comm is not None else MPI.COMM_WORLD
     if _comm.Get_size() > 1:
+        _share_cores(_comm)
         from minidl.distributed import faults
         if excepthook:
             faults.install_excepthook(_comm)
         if watchdog:
             faults.start_watchdog(_comm)
     return _comm
+
+
+def _share_cores(comm):
+    """Ranks on one machine split its cores between their Numba thread pools (unless
+    NUMBA_NUM_THREADS says otherwise), instead of each starting one thread per core."""
+    if "NUMBA_NUM_THREADS" in os.environ:
+        return
+    local = comm.Split_type(mpi().COMM_TYPE_SHARED)
+    n_local = local.Get_size()
+    local.Free()
+    try:
+        import numba
+        numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 1) // n_local)))
+    except Exception:  # Numba missing or its pool already fixed: keep the default
+        pass
 
 
 def is_initialized():

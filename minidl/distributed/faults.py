@@ -132,3 +132,12 @@ def start_watchdog(comm, timeout=None, interval=1.0):
     # atexit runs last-registered first, so this goodbye runs before mpi4py's MPI_Finalize
     atexit.register(_watchdog.stop)
     return _watchdog
+
+
+def abort_job(message, code=1):
+    """Print ``message`` naming this rank and end every rank of the job (when MPI is running)."""
+    from minidl import distributed as dist
+    if dist.is_initialized() and dist.world_size() > 1:
+        comm = dist.get_comm()
+        report(comm, f"failed: {message}; aborting the job")
+        comm.Abort(code)
