@@ -84,6 +84,14 @@ class TinyAlexNet(nn.Module):
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(c2 * side * side, hidden), nn.ReLU(),
             nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+        # He et al. (2015) initialisation, N(0, 2 / fan_in), zero biases: with PyTorch's smaller
+        # default init this net needs several times more epochs to get going.
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                fan_in = int(np.prod(m.weight.shape[1:]))
+                std = np.float32(np.sqrt(2.0 / fan_in))
+                m.weight.data = random.generator().standard_normal(m.weight.shape, dtype=np.float32) * std
+                m.bias.data = np.zeros(m.bias.shape, dtype=np.float32)
 
     def forward(self, x):
         return self.classifier(self.features(x))
