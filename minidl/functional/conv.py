@@ -4,7 +4,7 @@ Read ``Conv2d.forward`` and ``Conv2d.backward`` top to bottom; each chunk of the
 
     forward:   col = im2col(x)                 (C*kh*kw, nb*oh*ow)  every receptive field as a column
                y   = W @ col                   (K, nb*oh*ow)        ONE matrix multiply (BLAS SGEMM)
-    backward:  gW += gy @ col.T                (K, C*kh*kw)
+    backward:  gW += gy @ col.T                (K, C*kh*kw)          (computed as (col @ gy.T).T)
                gcol = W.T @ gy                 (C*kh*kw, nb*oh*ow)
                gx  = col2im(gcol)              (nb, C, H, W)        the adjoint of im2col: windows summed
 
@@ -163,7 +163,7 @@ class Conv2d(Function):
         wg = w.reshape(G, K // G, Cg * kh * kw)
 
         gx = xp.empty(x.shape, dtype=x.dtype) if need_gx else None
-        gw = xp.zeros((G, K // G, Cg * kh * kw), dtype=w.dtype) if need_gw else None
+        gwT = xp.zeros((G, Cg * kh * kw, K // G), dtype=w.dtype) if need_gw else None  # gW transposed, see below
         gb = xp.zeros(K, dtype=gy.dtype) if need_gb else None
         for n0, n1 in _chunks(N, (C * kh * kw + K) * P * x.itemsize):
             nb = n1 - n0
@@ -174,12 +174,14 @@ class Conv2d(Function):
             if need_gb:
                 gb += gymat.reshape(K, nb * P).sum(axis=1)
             if need_gw:
-                # gW = gy @ col.T: col is recomputed into the reused buffer (cheaper than keeping it)
+                # gW = gy @ col.T, computed as its transpose col @ gy.T: OpenBLAS runs that 1.5-4x
+                # faster when K is small (64) and the shared axis nb*P is long. col is recomputed
+                # into the reused buffer (cheaper than keeping one col per layer alive).
                 col = k.im2col(x[n0:n1], kh, kw, sh, sw, ph, pw,
                                out=_scratch(xp, "col", (C * kh * kw, nb * P), x.dtype))
                 colg = col.reshape(G, Cg * kh * kw, nb * P)
                 for g in range(G):
-                    gw[g] += gymat[g] @ colg[g].T
+                    gwT[g] += colg[g] @ gymat[g].T
             if need_gx:
                 # gcol = W.T @ gy, written over col (no longer needed), then col2im sums the windows back
                 gcol = _scratch(xp, "col", (C * kh * kw, nb * P), x.dtype)
@@ -187,7 +189,7 @@ class Conv2d(Function):
                 for g in range(G):
                     xp.matmul(wg[g].T, gymat[g], out=gcolg[g])
                 k.col2im(gcol, (nb, C, H, W), kh, kw, sh, sw, ph, pw, out=gx[n0:n1])
-        gw = gw.reshape(w.shape) if need_gw else None
+        gw = xp.ascontiguousarray(gwT.transpose(0, 2, 1)).reshape(w.shape) if need_gw else None
         return (gx, gw, gb) if len(self.needs_input_grad) > 2 else (gx, gw)
 
 
