@@ -60,19 +60,23 @@ class _Bucket:
         return int(self.offsets[-1]) * np.dtype(self.dtype).itemsize
 
     def pack(self):
-        """Copy the gradients into one fresh host array (zeros for a parameter that got none)."""
-        flat = np.empty(int(self.offsets[-1]), dtype=self.dtype)
-        for p, a, b in zip(self.params, self.offsets[:-1], self.offsets[1:]):
+        """Copy the gradients into one fresh host array (zeros for a parameter that got none), followed
+        by one 1/0 flag per parameter: did this rank have a gradient for it?"""
+        n = int(self.offsets[-1])
+        flat = np.empty(n + len(self.params), dtype=self.dtype)
+        for i, (p, a, b) in enumerate(zip(self.params, self.offsets[:-1], self.offsets[1:])):
             flat[a:b] = backend.as_numpy(p.grad).reshape(-1) if p.grad is not None else 0
+            flat[n + i] = p.grad is not None
         self.flat = flat
         return flat
 
     def unpack(self, world):
-        """Divide by the number of ranks and hand each parameter its averaged gradient."""
-        flat = self.flat
-        flat /= world
-        for p, a, b in zip(self.params, self.offsets[:-1], self.offsets[1:]):
-            p.grad = backend.to_device(flat[a:b].reshape(p.shape), p.device)
+        """Divide by the number of ranks and hand each parameter its averaged gradient (None where
+        no rank had one, as after a backward that did not reach the parameter)."""
+        flat, n = self.flat, int(self.offsets[-1])
+        flat[:n] /= world
+        for i, (p, a, b) in enumerate(zip(self.params, self.offsets[:-1], self.offsets[1:])):
+            p.grad = backend.to_device(flat[a:b].reshape(p.shape), p.device) if flat[n + i] else None
 
     def reset(self):
         self.ready.clear()
@@ -120,6 +124,9 @@ class DataParallel:
     ``comm_seconds`` adds up the time this rank spent in MPI calls and packing that backward could not
     hide, ``steps`` the number of synchronised steps (for benchmarks).
     One backward per step: gradients accumulated over several backward passes are not supported.
+    A parameter that backward does not reach keeps ``grad=None`` (on every rank); from the next step
+    on it is taken to be unused again, so its bucket does not hold up the others (a parameter that
+    becomes used later raises an error that says to use ``overlap=False``).
     """
 
     def __init__(self, module, comm=None, bucket_mb=4.0, overlap=True, broadcast=True):
@@ -133,6 +140,7 @@ class DataParallel:
         self.buckets = make_buckets(list(reversed(self.params)), bucket_mb * 2 ** 20)
         self._bucket_of = {id(p): b for b in self.buckets for p in b.params}
         self._next = 0  # index of the next bucket to start (buckets start in order)
+        self._fired = set()  # ids of the parameters whose gradient hook ran in this backward
         self.comm_seconds, self.steps = 0.0, 0
         self._removers = [p.register_grad_hook(self._grad_ready) for p in self.params] if self.world > 1 else []
 
@@ -149,7 +157,14 @@ class DataParallel:
         if not self.overlap:
             return
         t0 = time.perf_counter()
-        self._bucket_of[id(p)].ready.add(id(p))
+        b = self._bucket_of[id(p)]
+        if b.request is not None:
+            name = next((n for n, q in self.module.named_parameters() if q is p), "?")
+            raise RuntimeError(f"DataParallel: parameter {name} got a gradient after its bucket had been sent "
+                               "(it was unused in the previous step, and the graph changed); "
+                               "use DataParallel(..., overlap=False) for models whose graph changes")
+        b.ready.add(id(p))
+        self._fired.add(id(p))
         while self._next < len(self.buckets) and \
                 len(self.buckets[self._next].ready) == len(self.buckets[self._next].params):
             self._start(self.buckets[self._next])
@@ -179,8 +194,14 @@ class DataParallel:
         b.done = True
 
     def _reset(self):
+        # parameters that backward did not reach this step count as ready from the start of the next,
+        # so that their buckets (and all later ones) can still start during backward
+        unused = [p for p in self.params if id(p) not in self._fired] if self.overlap else []
+        self._fired.clear()
         for b in self.buckets:
             b.reset()
+        for p in unused:
+            self._bucket_of[id(p)].ready.add(id(p))
         self._next = 0
         self.steps += 1
 

@@ -27,9 +27,21 @@ def rel_err(a, b):
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
 
 
+class WithUnused(nn.Module):
+    """An MLP plus a parameter forward never uses (backward never reaches it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
+        self.unused = nn.Parameter(np.ones(3))
+
+    def forward(self, x):
+        return self.net(x)
+
+
 def mlp(seed):
     md.manual_seed(seed)
-    net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
+    net = WithUnused()
     for p in net.parameters():
         p.data = p.data.astype(np.float64)
     return net
@@ -67,7 +79,7 @@ def case_data_parallel(overlap, steps=5, batch=6):
     same = all(np.array_equal(a, b) for a, b in zip(others[0], others[-1])) if r == 0 else None
     moved = max(rel_err(p.data, q.data) for p, q in zip(net.parameters(), mlp(0).parameters()))
     result(max_rel_err=max(errs), ranks_identical=same, buckets=len(dp.buckets),
-           started_in_backward=started_in_backward, moved=moved)
+           started_in_backward=started_in_backward, moved=moved, unused_grad_is_none=net.unused.grad is None)
 
 
 def case_sampler(n=23):
