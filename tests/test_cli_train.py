@@ -1,0 +1,76 @@
+"""`minidl train`, `eval` and `classify` end to end on the embedded digits (in-process, via cli.main)."""
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from minidl import cli
+from minidl.data import Digits
+
+FINAL = re.compile(r"^top-1 error (\d+\.\d)%  top-5 error (\d+\.\d)%$")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "digits"
+    return out
+
+
+def last_line(capsys):
+    out = capsys.readouterr().out.strip().splitlines()
+    return out, out[-1]
+
+
+def test_train_one_epoch_then_eval_and_classify(run_dir, capsys, tmp_path):
+    assert cli.main(["train", "--epochs", "1", "--out", str(run_dir), "--no-progress"]) == 0
+    lines, last = last_line(capsys)
+    m = FINAL.match(last)
+    assert m, last
+    assert float(m.group(1)) < 50.0          # one epoch already learns most digits
+    assert any(str(run_dir) in line for line in lines)   # it says where the outputs went
+    for name in ("checkpoint.npz", "model.npz", "log.csv", "curves.png", "filters.png", "config.json"):
+        assert (run_dir / name).is_file(), name
+
+    assert cli.main(["eval", str(run_dir)]) == 0
+    _, last_eval = last_line(capsys)
+    assert last_eval == last                  # the same weights on the same held-out split
+
+    assert cli.main(["eval", str(run_dir / "checkpoint.npz"), "--ten-crop"]) == 0
+    lines, last_ten = last_line(capsys)
+    assert FINAL.match(last_ten) and "ten crops" in lines[-2]
+
+    # a held-out digit as a PNG: black ink on white paper, 64x64 (classify inverts and rescales it)
+    test = Digits(train=False)
+    x, label = test[0]
+    png = tmp_path / "digit.png"
+    Image.fromarray((255 - x[0] * 255).astype(np.uint8)).resize((64, 64)).save(png)
+    assert cli.main(["classify", str(png), "--weights", str(run_dir)]) == 0
+    lines, _ = last_line(capsys)
+    rows = [ln for ln in lines if re.match(r"^\s+\d\.\s+\d+\.\d%\s+\d \(\d\)$", ln)]
+    assert len(rows) == 5, lines
+    probs = [float(re.search(r"(\d+\.\d)%", r).group(1)) for r in rows]
+    assert probs == sorted(probs, reverse=True) and sum(probs) <= 100.1
+
+
+def test_resume_a_finished_run_and_bad_checkpoint(run_dir, capsys):
+    # resuming a finished run trains no further and reports its held-out errors again
+    before = (run_dir / "log.csv").read_text()
+    assert cli.main(["train", "--resume", "--out", str(run_dir), "--no-progress"]) == 0
+    lines, last = last_line(capsys)
+    assert FINAL.match(last) and any("resumed from" in ln and "after epoch 1" in ln for ln in lines)
+    assert (run_dir / "log.csv").read_text() == before
+    assert cli.main(["train", "--resume", "--out", str(run_dir), "--model", "alexnet"]) == 1
+    assert "--model tiny_alexnet" in capsys.readouterr().err
+    ckpt = run_dir / "checkpoint.npz"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    assert cli.main(["train", "--resume", "--epochs", "3", "--out", str(run_dir), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "checkpoint.npz" in err and "corrupt" in err
+    assert cli.main(["eval", str(ckpt)]) == 1
+    assert "checkpoint.npz" in capsys.readouterr().err
+
+
+def test_bad_data_spec(capsys, tmp_path):
+    assert cli.main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 1
+    assert "--data" in capsys.readouterr().err
