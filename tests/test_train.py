@@ -26,8 +26,9 @@ def test_overfits_64_digits():
     random.manual_seed(0)
     ds = digits(64, T.Normalize([0.3], [0.3]))
     model = small_net(dropout=0.0)
-    trainer = train.Trainer(model, DataLoader(ds, 16, shuffle=True, seed=0), epochs=10, lr=0.05,
-                            weight_decay=0.0, progress=False, log=lambda *a: None)
+    opt = optim.SGD(model.parameters(), 0.02, momentum=0.9)
+    trainer = train.Trainer(model, DataLoader(ds, 16, shuffle=True, seed=0), epochs=8, optimizer=opt,
+                            schedule=optim.StepLR(opt, 5, 0.1), progress=False, log=lambda *a: None)
     history = trainer.fit()
     assert history[-1]["train_loss"] < history[0]["train_loss"] / 5
     ev = evaluate(model, DataLoader(ds, 64), ks=(1,))
