@@ -9,3 +9,4 @@ from minidl import functional  # noqa: F401
 from minidl import nn  # noqa: F401
 from minidl import optim  # noqa: F401
 from minidl import models  # noqa: F401
+from minidl import data, metrics  # noqa: F401
