@@ -28,6 +28,8 @@ from minidl import backend, kernels
 from minidl.autograd import Function
 
 CHUNK_BYTES = 256 * 2 ** 20  # bound on col + the (K, nb*oh*ow) matrix of one chunk
+# A GPU has tens of GB and pays per kernel launch: fewer, larger chunks there.
+GPU_CHUNK_BYTES = 2 * 2 ** 30
 
 
 # ---- scratch buffers reused across calls ---------------------------------------------------------
@@ -102,9 +104,10 @@ def _check(x, w, b, stride, padding, groups):
     return sh, sw, ph, pw
 
 
-def _chunks(n, bytes_per_sample):
+def _chunks(n, bytes_per_sample, xp=np):
     """Split range(n) into (start, stop) pieces of at most CHUNK_BYTES worth of samples (>= 1 each)."""
-    step = max(1, min(n, CHUNK_BYTES // max(1, bytes_per_sample)))
+    limit = CHUNK_BYTES if xp is np else GPU_CHUNK_BYTES
+    step = max(1, min(n, limit // max(1, bytes_per_sample)))
     return [(s, min(s + step, n)) for s in range(0, n, step)]
 
 
@@ -130,7 +133,7 @@ class Conv2d(Function):
         wg = w.reshape(G, K // G, Cg * kh * kw)  # one (K/G, C/G*kh*kw) weight matrix per group
 
         y = xp.empty((N, K, oh, ow), dtype=x.dtype)
-        for n0, n1 in _chunks(N, (C * kh * kw + K) * P * x.itemsize):
+        for n0, n1 in _chunks(N, (C * kh * kw + K) * P * x.itemsize, xp):
             nb = n1 - n0
             # 1. im2col: every receptive field of the chunk becomes a column
             col = k.im2col(x[n0:n1], kh, kw, sh, sw, ph, pw,
@@ -165,7 +168,7 @@ class Conv2d(Function):
         gx = xp.empty(x.shape, dtype=x.dtype) if need_gx else None
         gwT = xp.zeros((G, Cg * kh * kw, K // G), dtype=w.dtype) if need_gw else None  # gW transposed, see below
         gb = xp.zeros(K, dtype=gy.dtype) if need_gb else None
-        for n0, n1 in _chunks(N, (C * kh * kw + K) * P * x.itemsize):
+        for n0, n1 in _chunks(N, (C * kh * kw + K) * P * x.itemsize, xp):
             nb = n1 - n0
             # gy of the chunk as a matrix (K, nb*P), the layout of y before the transpose in forward
             gymat = _scratch(xp, "mat", (K, nb, P), gy.dtype)
