@@ -629,6 +629,9 @@ def run_classify(images, model=None, weights=None, device="cpu", topk=5, log=pri
                   "mean": list(presets.T.IMAGENET_MEAN), "std": list(presets.T.IMAGENET_STD), "pad": 0,
                   "classes": imagenet_class_names() if k == 1000 else None}
     classes = config.get("classes")
+    if classes is None and config.get("num_classes") == 1000:
+        log("(minidl does not bundle the ImageNet class names; classes are shown by their index 0-999, "
+            "in torchvision's order)")
     if "classes" in config and classes is None:
         config = {k: v for k, v in config.items() if k != "classes"}
     net = build_model(config)
