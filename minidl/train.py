@@ -208,8 +208,8 @@ def plot_curves(history, path, size=(900, 380)):
     epochs = [r["epoch"] for r in history]
     panels = [("loss", [("train", "train_loss", (31, 119, 180)), ("held-out", "val_loss", (255, 127, 14))], 1.0),
               ("error %", [("train top-1", "train_top1_error", (31, 119, 180)),
-                           ("top-1", "val_top1_error", (255, 127, 14)),
-                           ("top-5", "val_top5_error", (44, 160, 44))], 100.0)]
+                           ("held-out top-1", "val_top1_error", (255, 127, 14)),
+                           ("held-out top-5", "val_top5_error", (44, 160, 44))], 100.0)]
     pw = W // 2
     for p, (title, series, scale) in enumerate(panels):
         x0, y0, x1, y1 = p * pw + 55, 30, p * pw + pw - 15, H - 40
@@ -245,8 +245,8 @@ def plot_curves(history, path, size=(900, 380)):
                 d.line(pts, fill=colour, width=2)
             for x, y in pts:
                 d.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
-            d.line([x1 - 110, y0 + 12 + 14 * s, x1 - 90, y0 + 12 + 14 * s], fill=colour, width=2)
-            d.text((x1 - 85, y0 + 6 + 14 * s), label, fill=(0, 0, 0))
+            d.line([x1 - 130, y0 + 12 + 14 * s, x1 - 110, y0 + 12 + 14 * s], fill=colour, width=2)
+            d.text((x1 - 105, y0 + 6 + 14 * s), label, fill=(0, 0, 0))
     _atomic_write(path, lambda f: img.save(f, format="PNG"))
     return img
 
