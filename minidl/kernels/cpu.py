@@ -17,6 +17,7 @@ import math
 
 import numba
 import numpy as np
+from numba import uint64 as u64
 
 # ==== convolution: im2col / col2im ====
 # im2col runs one col row (c, i, j) per thread and col2im one channel c per thread (numba.prange):
@@ -40,29 +41,36 @@ def _valid_columns(j, sw, pw, W, ow):
 
 @numba.njit(cache=True, inline="always")
 def _im2col_row(x, kh, kw, sh, sw, ph, pw, oh, ow, col, r):
-    """Fill row r = (c, i, j) of col: x[n, c, y*sh - ph + i, x*sw - pw + j] for every (n, y, x)."""
+    """Fill row r = (c, i, j) of col: x[n, c, y*sh - ph + i, x*sw - pw + j] for every (n, y, x).
+
+    Indices are unsigned (u64): Numba then drops its negative-index test from the inner loops,
+    which made these copies of a few dozen floats 2x faster. All of them are >= 0 by construction.
+    """
     N, C, H, W = x.shape
     P = oh * ow
     c, i, j = r // (kh * kw), (r // kw) % kh, r % kw
     lo, hi = _valid_columns(j, sw, pw, W, ow)
-    row = col[r]
+    xf, row, step = x.reshape(-1), col[r], u64(sw)
     for n in range(N):
         for y in range(oh):
             h = y * sh - ph + i
-            out = row[n * P + y * ow:n * P + (y + 1) * ow]
-            if h < 0 or h >= H:
-                out[:] = 0
+            d = u64(n * P + y * ow)              # col index of output (y, 0)
+            if h < 0 or h >= H:                  # the whole window row lies in the padding
+                for t in range(u64(ow)):
+                    row[d + t] = 0
                 continue
-            src = x[n, c, h]
-            if lo > 0:  # (the ifs skip empty slice assignments: they cost as much as short copies)
-                out[:lo] = 0
-            if sw == 1:  # the common case: a contiguous copy
-                out[lo:hi] = src[lo - pw + j:hi - pw + j]
+            for t in range(u64(lo)):             # left padding
+                row[d + t] = 0
+            s = u64(((n * C + c) * H + h) * W + lo * sw - pw + j)  # x index for output column lo
+            dl = d + u64(lo)
+            if sw == 1:                          # the common case: a contiguous copy
+                for t in range(u64(hi - lo)):
+                    row[dl + t] = xf[s + t]
             else:
-                for xo in range(lo, hi):
-                    out[xo] = src[xo * sw - pw + j]
-            if hi < ow:
-                out[hi:] = 0
+                for t in range(u64(hi - lo)):
+                    row[dl + t] = xf[s + t * step]
+            for t in range(u64(hi), u64(ow)):    # right padding
+                row[d + t] = 0
 
 
 @numba.njit(cache=True, parallel=True)
@@ -102,6 +110,7 @@ def _col2im_channel(col, kh, kw, sh, sw, ph, pw, oh, ow, x, c):
     """Sum the rows (c, i, j) of col back into the planes x[:, c], each at its window position."""
     N, C, H, W = x.shape
     P = oh * ow
+    xf, step = x.reshape(-1), u64(sw)
     for n in range(N):
         x[n, c] = 0
     for i in range(kh):
@@ -113,13 +122,14 @@ def _col2im_channel(col, kh, kw, sh, sw, ph, pw, oh, ow, x, c):
                     h = y * sh - ph + i
                     if h < 0 or h >= H:
                         continue
-                    src = row[n * P + y * ow:n * P + (y + 1) * ow]
-                    dst = x[n, c, h]
+                    d = u64(n * P + y * ow + lo)                            # col index of (y, lo)
+                    s = u64(((n * C + c) * H + h) * W + lo * sw - pw + j)  # its x index
                     if sw == 1:
-                        dst[lo - pw + j:hi - pw + j] += src[lo:hi]
+                        for t in range(u64(hi - lo)):
+                            xf[s + t] += row[d + t]
                     else:
-                        for xo in range(lo, hi):
-                            dst[xo * sw - pw + j] += src[xo]
+                        for t in range(u64(hi - lo)):
+                            xf[s + t * step] += row[d + t]
 
 
 @numba.njit(cache=True, parallel=True)
