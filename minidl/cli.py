@@ -60,7 +60,7 @@ def add_train_parser(sub):
     from minidl.train import DEFAULTS
     p = sub.add_parser("train", help="train a model (default: a small AlexNet-style net on the embedded digits)",
                        description="Train with SGD (momentum 0.9, weight decay 5e-4), checkpointing every epoch. "
-                                   "Ends with the held-out 'top-1 error X.X%%  top-5 error Y.Y%%'.")
+                                   "Ends with the held-out 'top-1 error X.X%  top-5 error Y.Y%'.")
     p.add_argument("--model", default=None,
                    help="tiny_alexnet (default) or a name from `minidl summary --list`")
     p.add_argument("--data", default=None,
