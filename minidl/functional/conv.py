@@ -17,8 +17,10 @@ Two things keep it fast and bounded on the CPU (see benchmarks/RESULTS.md):
   ``CHUNK_BYTES`` (256 MiB) however large the batch is;
 - those scratch matrices are kept and reused from call to call (``_scratch``): a fresh 200 MB
   array would be handed back to the OS when freed and faulted in page by page at the next step.
-  Backward recomputes col into that buffer instead of keeping one col per layer alive.
+  Backward recomputes col into that buffer instead of keeping one col per layer alive, unless
+  the buffer still holds it (the conv that ran last in forward runs first in backward).
 """
+import itertools
 import math
 import threading
 
@@ -26,6 +28,8 @@ import numpy as np
 
 from minidl import backend, kernels
 from minidl.autograd import Function
+
+_tokens = itertools.count()  # labels for scratch contents: which conv call and chunk wrote them
 
 CHUNK_BYTES = 256 * 2 ** 20  # bound on col + the (K, nb*oh*ow) matrix of one chunk
 # A GPU has tens of GB and pays per kernel launch: fewer, larger chunks there.
@@ -36,22 +40,33 @@ GPU_CHUNK_BYTES = 2 * 2 ** 30
 _local = threading.local()  # one set per thread, so two threads never share a buffer
 
 
-def _scratch(xp, name, shape, dtype):
+def _scratch(xp, name, shape, dtype, owner=None):
     """An uninitialised C-contiguous array of ``shape``: a view of a buffer kept under ``name``.
 
-    The view is only valid until the next call asking for the same name. CuPy's memory pool
-    already recycles device memory, so there it is a plain ``empty``.
+    The view is only valid until the next call asking for the same name. ``owner`` labels what
+    the caller is about to write there (see ``_holds``). CuPy's memory pool already recycles
+    device memory, so there it is a plain ``empty``.
     """
     if xp is not np:
         return xp.empty(shape, dtype=dtype)
     bufs = _local.__dict__.setdefault("buffers", {})
+    owners = _local.__dict__.setdefault("owners", {})
     size = math.prod(shape)
     key = (name, np.dtype(dtype))
     buf = bufs.get(key)
     if buf is None or buf.size < size:
         bufs.pop(key, None)  # free the old one before allocating the bigger one
         buf = bufs[key] = np.empty(size, dtype=dtype)
+    owners[key] = owner
     return buf[:size].reshape(shape)
+
+
+def _holds(xp, name, shape, dtype, owner):
+    """The buffer ``name`` as ``shape`` if its last writer was ``owner`` (its contents are intact), else None."""
+    key = (name, np.dtype(dtype))
+    if xp is not np or owner is None or _local.__dict__.get("owners", {}).get(key) != owner:
+        return None
+    return _local.buffers[key][:math.prod(shape)].reshape(shape)
 
 
 def release_scratch():
@@ -133,11 +148,12 @@ class Conv2d(Function):
         wg = w.reshape(G, K // G, Cg * kh * kw)  # one (K/G, C/G*kh*kw) weight matrix per group
 
         y = xp.empty((N, K, oh, ow), dtype=x.dtype)
+        self.token = next(_tokens)
         for n0, n1 in _chunks(N, (C * kh * kw + K) * P * x.itemsize, xp):
             nb = n1 - n0
             # 1. im2col: every receptive field of the chunk becomes a column
             col = k.im2col(x[n0:n1], kh, kw, sh, sw, ph, pw,
-                           out=_scratch(xp, "col", (C * kh * kw, nb * P), x.dtype))
+                           out=_scratch(xp, "col", (C * kh * kw, nb * P), x.dtype, (self.token, n0)))
             # 2. the GEMM, one per group: (K/G, C/G*kh*kw) @ (C/G*kh*kw, nb*P) -> (K/G, nb*P)
             colg = col.reshape(G, Cg * kh * kw, nb * P)
             ymat = _scratch(xp, "mat", (G, K // G, nb * P), x.dtype)
@@ -168,7 +184,9 @@ class Conv2d(Function):
         gx = xp.empty(x.shape, dtype=x.dtype) if need_gx else None
         gwT = xp.zeros((G, Cg * kh * kw, K // G), dtype=w.dtype) if need_gw else None  # gW transposed, see below
         gb = xp.zeros(K, dtype=gy.dtype) if need_gb else None
-        for n0, n1 in _chunks(N, (C * kh * kw + K) * P * x.itemsize, xp):
+        # Last chunk first: when no other conv ran in between (always for the layer that ran last
+        # in forward, the first one in backward) the col buffer still holds its col.
+        for n0, n1 in reversed(_chunks(N, (C * kh * kw + K) * P * x.itemsize, xp)):
             nb = n1 - n0
             # gy of the chunk as a matrix (K, nb*P), the layout of y before the transpose in forward
             gymat = _scratch(xp, "mat", (K, nb, P), gy.dtype)
@@ -180,8 +198,10 @@ class Conv2d(Function):
                 # gW = gy @ col.T, computed as its transpose col @ gy.T: OpenBLAS runs that 1.5-4x
                 # faster when K is small (64) and the shared axis nb*P is long. col is recomputed
                 # into the reused buffer (cheaper than keeping one col per layer alive).
-                col = k.im2col(x[n0:n1], kh, kw, sh, sw, ph, pw,
-                               out=_scratch(xp, "col", (C * kh * kw, nb * P), x.dtype))
+                shape = (C * kh * kw, nb * P)
+                col = _holds(xp, "col", shape, x.dtype, (self.token, n0))
+                if col is None:
+                    col = k.im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, out=_scratch(xp, "col", shape, x.dtype))
                 colg = col.reshape(G, Cg * kh * kw, nb * P)
                 for g in range(G):
                     gwT[g] += colg[g] @ gymat[g].T

@@ -107,6 +107,23 @@ def test_two_convs_sharing_scratch_buffers():
                  md.tensor(x, requires_grad=True), md.tensor(w1, requires_grad=True), md.tensor(w2, requires_grad=True))
 
 
+def test_backward_reuses_col_only_while_the_buffer_holds_it(monkeypatch):
+    from minidl.kernels import cpu
+    calls = []
+    real = cpu.im2col
+    monkeypatch.setattr(cpu, "im2col", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
+    rng = np.random.default_rng(11)
+    x, w1, b1 = _case(rng, 2, 3, 8, 8, 4, 3, 1, dtype=np.float32)
+    _, w2, b2 = _case(rng, 2, 4, 8, 8, 5, 3, 1, dtype=np.float32)
+    X, W1, W2 = md.tensor(x), md.tensor(w1, requires_grad=True), md.tensor(w2, requires_grad=True)
+    F.conv2d(X, W1, padding=1).sum().backward()
+    assert len(calls) == 1  # forward's col was still in the buffer for backward
+    calls.clear()
+    F.conv2d(F.conv2d(X, W1, padding=1), W2, padding=1).sum().backward()
+    # forward: 2; backward: the second conv reuses its col, the first one's was overwritten
+    assert calls == [(2, 3, 8, 8), (2, 4, 8, 8), (2, 3, 8, 8)]
+
+
 def _run(x, w, b, stride, padding, groups, gy):
     X, W, B = (md.tensor(a, requires_grad=True) for a in (x, w, b))
     y = F.conv2d(X, W, B, stride, padding, groups)
