@@ -147,11 +147,48 @@ def test_chunked_batches_equal_one_chunk(monkeypatch):
         np.testing.assert_allclose(s, a, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
+
+# 1x1 / stride 1 / padding 0 convolutions skip im2col (a batched matmul); both ways of forming gW
+# (batched product summed over n when K*C/G is small next to P, transposed copies otherwise).
+@pytest.mark.parametrize("c,k,h,w,groups,with_bias", [
+    (4, 6, 5, 3, 1, True),     # P = 15 large next to K*C: batched product + sum
+    (8, 12, 1, 2, 1, False),   # P = 2: transposed copies, one GEMM
+    (6, 4, 3, 4, 2, True),     # groups
+    (8, 8, 1, 1, 4, False),
+])
+def test_pointwise_conv_without_im2col(monkeypatch, c, k, h, w, groups, with_bias):
+    from minidl.kernels import cpu
+    monkeypatch.setattr(cpu, "im2col", lambda *a, **kw: pytest.fail("a 1x1 convolution called im2col"))
+    monkeypatch.setattr(cpu, "col2im", lambda *a, **kw: pytest.fail("a 1x1 convolution called col2im"))
+    rng = np.random.default_rng(c * k + h)
+    x, wt, b = _case(rng, 3, c, h, w, k, 1, groups)
+    b = b if with_bias else None
+    y = F.conv2d(md.tensor(x), md.tensor(wt), None if b is None else md.tensor(b), groups=groups)
+    np.testing.assert_allclose(y.data, _conv_loops(x, wt, b, (1, 1), (0, 0), groups), rtol=1e-12, atol=1e-12)
+    inputs = [md.tensor(a, requires_grad=True) for a in ((x, wt) if b is None else (x, wt, b))]
+    md.gradcheck(lambda *t: F.conv2d(*t[:2], t[2] if len(t) > 2 else None, groups=groups), *inputs)
+
+
+def test_pointwise_conv_float32_and_gradients_only_where_required():
+    rng = np.random.default_rng(12)
+    x, wt, b = _case(rng, 2, 6, 4, 4, 5, 1, 1, dtype=np.float32)
+    X, W, B = md.tensor(x), md.tensor(wt, requires_grad=True), md.tensor(b, requires_grad=True)
+    y = F.conv2d(X, W, B)
+    assert y.dtype == np.float32 and y.shape == (2, 5, 4, 4)
+    y.sum().backward()
+    assert X.grad is None and W.grad.dtype == np.float32 and W.grad.shape == wt.shape
+    np.testing.assert_allclose(B.grad, np.full(5, 2 * 4 * 4))
+    X, W = md.tensor(x, requires_grad=True), md.tensor(wt)
+    F.conv2d(X, W).sum().backward()
+    assert X.grad.dtype == np.float32 and X.grad.shape == x.shape and W.grad is None
+    np.testing.assert_allclose(X.grad, np.broadcast_to(wt.sum(axis=0).reshape(1, 6, 1, 1), x.shape), rtol=1e-6)
+
 # ---- PyTorch ----------------------------------------------------------------------------------
 TORCH_CASES = [  # (N, C, H, W, K, kernel, stride, padding, groups)
     (2, 3, 13, 11, 8, 5, 1, 2, 1),
     (2, 4, 12, 12, 6, 3, 2, 1, 2),      # AlexNet-style towers
     (3, 8, 9, 10, 8, 1, 1, 0, 4),
+    (2, 16, 7, 7, 32, 1, 1, 0, 1),      # ResNet bottleneck 1x1 (no im2col)
     (1, 3, 31, 29, 4, 11, 4, 3, 1),     # AlexNet conv1 geometry, small
     (2, 6, 10, 9, 6, (3, 5), (2, 1), (0, 2), 3),
 ]
