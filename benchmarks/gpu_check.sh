@@ -6,9 +6,13 @@
 # 1. the machine: nvidia-smi, Python and library versions            -> $OUT/env.txt
 # 2. the GPU tests (tests/gpu, marked gpu)                            -> $OUT/tests_gpu.log
 # 3. the torchvision weight-compatibility tests (tests/models)        -> $OUT/tests_torchvision.log
-# 4. the benchmark against PyTorch, fp32 then TF32                    -> $OUT/bench.txt, $OUT/gpu_bench.json
-# 5. a per-op profile of minidl's VGG16 step                          -> $OUT/profile.txt, $OUT/profile.json
-# Every step is bounded by `timeout`, 7 minutes in all at most (usually about 4); 7 files, no folders.
+# 4. the benchmark against PyTorch, fp32 then TF32 (--quick: 2 warm-up, 10 timed steps)
+#                                                                      -> $OUT/bench.txt, $OUT/gpu_bench.json
+# 5. per-op profiles of minidl's VGG16 and ResNet-50 steps            -> $OUT/profile.txt, $OUT/profile.json,
+#                                                                         $OUT/profile_resnet50.txt, .json
+# Every step is bounded by `timeout` (105 + 40 + 110 + 20 + 20 s, each killed 5 s after its limit), so
+# the whole script stays under about 5 minutes; 9 files, no folders. A step cut short keeps what it
+# wrote (the benchmark rewrites its JSON after every row, fp32 rows first).
 # The CPU kernels (Numba) are compiled on first use inside step 2: about a minute of it.
 set -u -o pipefail
 export PYTHONPATH=.
@@ -23,7 +27,7 @@ step() {  # step NAME SECONDS LOGFILE COMMAND...: run bounded, tee the log, reco
     shift 3
     local t=$(date +%s)
     echo "=== $name (at most ${limit}s): $*" | tee -a "$log"
-    timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$log"
+    timeout --kill-after=5 "$limit" "$@" 2>&1 | tee -a "$log"
     local rc=${PIPESTATUS[0]}
     local note=""
     [ "$rc" = 124 ] || [ "$rc" = 137 ] && note=" (TIMED OUT)"
@@ -54,7 +58,7 @@ EOF
 } 2>&1 | tee "$OUT/env.txt"
 
 # --maxfail rather than -x: one device run should show every broken op, not only the first
-step "gpu tests" 180 "$OUT/tests_gpu.log" \
+step "gpu tests" 105 "$OUT/tests_gpu.log" \
     python3 -m pytest tests/gpu -m gpu -q -rfEs --maxfail=10 -p no:cacheprovider
 if ls tests/models/*.py >/dev/null 2>&1; then
     step "torchvision tests" 40 "$OUT/tests_torchvision.log" \
@@ -62,10 +66,12 @@ if ls tests/models/*.py >/dev/null 2>&1; then
 else
     SUMMARY+=("torchvision tests: skipped, tests/models has no test files")
 fi
-step "benchmark" 150 "$OUT/bench.txt" \
-    python3 benchmarks/gpu.py --json "$OUT/gpu_bench.json"
-step "profile vgg16" 30 "$OUT/profile.txt" \
+step "benchmark" 110 "$OUT/bench.txt" \
+    python3 benchmarks/gpu.py --quick --json "$OUT/gpu_bench.json"
+step "profile vgg16" 20 "$OUT/profile.txt" \
     python3 benchmarks/gpu.py --profile vgg16 --json "$OUT/profile.json"
+step "profile resnet50" 20 "$OUT/profile_resnet50.txt" \
+    python3 benchmarks/gpu.py --profile resnet50 --json "$OUT/profile_resnet50.json"
 
 echo
 echo "=== summary ($(( $(date +%s) - T0 ))s in all)"
