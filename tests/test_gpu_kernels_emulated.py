@@ -64,6 +64,18 @@ _SIGNATURES = {
                        "T a9", 10),
     "lrn_bwd_kernel": ("const T* a0, const T* a1, const T* a2, const T* a3, T* a4, long long a5, int a6, "
                        "long long a7, int a8, T a9, T a10", 11),
+    "relu_fwd_kernel": ("const T* a0, T* a1, unsigned char* a2, long long a3", 4),
+    "relu_bwd_kernel": ("const unsigned char* a0, const T* a1, T* a2, long long a3", 4),
+    "sgd_kernel": ("T* a0, const T* a1, T* a2, long long a3, T a4, T a5, T a6, int a7", 8),
+    "bn_sums_kernel": ("const T* a0, const T* a1, const T* a2, long long a3, double* a4, int a5, int a6, int a7, "
+                       "long long a8", 9),
+    "bn_stats_kernel": ("const double* a0, const T* a1, long long a2, T* a3, T* a4, T* a5, int a6, long long a7, "
+                        "double a8, double a9, int a10, int a11", 12),
+    "bn_fwd_kernel": ("const T* a0, T* a1, const T* a2, const T* a3, const T* a4, int a5, int a6, int a7, int a8, "
+                      "long long a9", 10),
+    "bn_bwd_stats_kernel": ("const double* a0, const T* a1, const T* a2, int a3, T* a4, T* a5, T* a6, int a7, "
+                            "long long a8, int a9", 10),
+    "bn_bwd_kernel": ("const T* a0, const T* a1, const T* a2, const T* a3, T* a4, int a5, int a6, long long a7", 8),
 }
 
 
@@ -250,3 +262,99 @@ def test_non_contiguous_input_is_made_contiguous(gpu):
 def test_unsupported_dtype_is_named(gpu):
     with pytest.raises(TypeError, match="float32 and float64.*int64"):
         gpu.im2col(np.ones((1, 1, 3, 3), dtype=np.int64), 2, 2, 1, 1, 0, 0)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5), (2, 8), (7,), (1, 3, 3, 3)])   # sizes 60, 16, 7, 27: partial last bytes
+def test_relu(gpu, shape):
+    rng = np.random.default_rng(6)
+    for dtype in DTYPES:
+        x = rng.standard_normal(shape).astype(dtype)
+        x.flat[0] = 0.0
+        x.flat[-1] = np.nan
+        y, bits = gpu.relu_forward(x)
+        y_ref, mask = reference.relu_forward(x)
+        assert y.dtype == dtype and bits.dtype == np.uint8 and bits.size == (x.size + 7) // 8
+        np.testing.assert_array_equal(y, y_ref)   # NaN stays NaN in both
+        np.testing.assert_array_equal(np.unpackbits(bits, bitorder="little")[:x.size], mask.ravel())
+        gy = rng.standard_normal(shape).astype(dtype)
+        gx = gpu.relu_backward(bits, gy)
+        assert gx.dtype == dtype and gx.shape == shape
+        np.testing.assert_array_equal(gx, reference.relu_backward(mask, gy))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum,weight_decay,nesterov", [(0.0, 0.0, False), (0.0, 1e-2, False),
+                                                            (0.9, 5e-4, False), (0.9, 0.0, True), (0.5, 1e-3, True)])
+def test_sgd_update(gpu, momentum, weight_decay, nesterov, dtype):
+    rng = np.random.default_rng(7)
+    p = rng.standard_normal((5, 7)).astype(dtype)
+    p_ref, v, v_ref = p.copy(), None, None
+    for _ in range(3):   # the first step starts the buffer, the others update it
+        g = rng.standard_normal(p.shape).astype(dtype)
+        v = gpu.sgd_update(p, g, v, 0.1, momentum, weight_decay, nesterov)
+        v_ref = reference.sgd_update(p_ref, g, v_ref, 0.1, momentum, weight_decay, nesterov)
+        np.testing.assert_allclose(p, p_ref, **_tol(dtype))
+        assert (v is None) == (v_ref is None) == (momentum == 0)
+        if v is not None:
+            assert v.dtype == dtype
+            np.testing.assert_allclose(v, v_ref, **_tol(dtype))
+
+
+def test_sgd_update_non_contiguous_takes_the_array_path(gpu):
+    rng = np.random.default_rng(8)
+    p = rng.standard_normal((6, 4)).astype(np.float32)
+    view, g = p.T, rng.standard_normal((4, 6)).astype(np.float32)
+    before = view.copy()
+    v = gpu.sgd_update(view, g, None, 0.1, 0.9, 1e-3, False)   # p.T is updated in place, through p
+    np.testing.assert_allclose(v, g + np.float32(1e-3) * before, rtol=1e-6)
+    np.testing.assert_allclose(p.T, before - np.float32(0.1) * v, rtol=1e-6)
+
+
+BN = [(3, 5, 7), (4, 3, 1), (2, 4, 20), (1, 2, 30)]   # (N, C, L): L = 1 is BatchNorm1d's (N, C)
+
+
+def _bn_tol(dtype):
+    return dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", BN)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm(gpu, shape, training, affine, dtype):
+    n, c, l = shape
+    rng = np.random.default_rng(9)
+    x = (3 + 2 * rng.standard_normal(shape)).astype(dtype)   # an offset mean: the shifted sums must not cancel
+    w = rng.standard_normal(c).astype(dtype) if affine else None
+    b = rng.standard_normal(c).astype(dtype) if affine else None
+    rm0, rv0 = rng.standard_normal(c).astype(dtype), rng.uniform(0.5, 2, c).astype(dtype)
+    rm, rv, rm_ref, rv_ref = rm0.copy(), rv0.copy(), rm0.copy(), rv0.copy()
+    y, saved = gpu.batch_norm_forward(x, w, b, rm, rv, training, 0.1, 1e-5)
+    y_ref, saved_ref = reference.batch_norm_forward(x, w, b, rm_ref, rv_ref, training, 0.1, 1e-5)
+    assert y.dtype == dtype and y.shape == shape
+    np.testing.assert_allclose(y, y_ref, **_bn_tol(dtype))
+    np.testing.assert_allclose(rm, rm_ref, **_bn_tol(dtype))
+    np.testing.assert_allclose(rv, rv_ref, **_bn_tol(dtype))
+    gy = rng.standard_normal(shape).astype(dtype)
+    for need_gb in (True, False):
+        got = gpu.batch_norm_backward(gy, saved, w, training, need_gb)
+        ref = reference.batch_norm_backward(gy, saved_ref, w, training, need_gb)
+        for name, a, r in zip(("gx", "gw", "gb"), got, ref):
+            assert (a is None) == (r is None), name
+            if a is not None:
+                assert a.dtype == dtype, name
+                np.testing.assert_allclose(a, r, err_msg=name, **_bn_tol(dtype))
+
+
+def test_batch_norm_without_buffers_and_with_float64_buffers(gpu):
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((4, 3, 6)).astype(np.float32)
+    y, _ = gpu.batch_norm_forward(x, None, None, None, None, True, 0.1, 1e-5)
+    np.testing.assert_allclose(y, reference.batch_norm_forward(x, None, None, None, None, True, 0.1, 1e-5)[0],
+                               **_bn_tol(np.float32))
+    rm, rv = np.zeros(3), np.ones(3)               # float64 buffers, float32 input: the array-expression update
+    rm_ref, rv_ref = rm.copy(), rv.copy()
+    gpu.batch_norm_forward(x, None, None, rm, rv, True, 0.1, 1e-5)
+    reference.batch_norm_forward(x, None, None, rm_ref, rv_ref, True, 0.1, 1e-5)
+    np.testing.assert_allclose(rm, rm_ref, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(rv, rv_ref, rtol=1e-5, atol=1e-7)

@@ -12,12 +12,22 @@ Conventions shared by cpu.py, gpu.py and reference.py:
   avg_pool_backward(gy, x_shape, kh, kw, sh, sw, ph, pw) -> gx
   lrn_forward(x, size, alpha, beta, k) -> y, scale             (scale = k + alpha * windowed sum of x^2)
   lrn_backward(x, y, scale, gy, size, alpha, beta, k) -> gx
+  relu_forward(x) -> y, saved;  relu_backward(saved, gy) -> gx   (gy where x > 0)
+  sgd_update(p, g, v, lr, momentum, weight_decay, nesterov) -> v   (p updated in place)
+  batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps) -> y, saved
+  batch_norm_backward(gy, saved, weight, training, need_gb=True) -> gx, gweight, gbias
+    (x, gy as (N, C, L); ``saved`` is whatever that backend's forward returned)
 """
 import math
 
 import numba
 import numpy as np
 from numba import uint64 as u64
+
+# ReLU backward, SGD and batch norm are whole-array NumPy expressions: the reference versions
+# serve as they are (gpu.py fuses each into one or a few kernels).
+from minidl.kernels.reference import (batch_norm_backward, batch_norm_forward, relu_backward,  # noqa: E402,F401
+                                      relu_forward, sgd_update)
 
 # ==== convolution: im2col / col2im ====
 # im2col runs one col row (c, i, j) per thread and col2im one channel c per thread (numba.prange):

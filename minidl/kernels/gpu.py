@@ -15,6 +15,13 @@ How the work is split over threads (each kernel is a grid-stride loop, 256 threa
               overlapping windows ever collide).
   avg pool    forward: one thread per output; backward: a gather per input pixel, like col2im.
   LRN         one thread per element, looping over its window of ``size`` channels.
+  ReLU        one thread per 8 elements: forward writes y and one byte of the bit mask x > 0
+              (what backward keeps: 1/32 of x instead of a bool mask's 1/4).
+  SGD         one thread per element: weight decay, momentum buffer and update in one pass.
+  batch norm  channel c on grid.y, plane positions on grid.x, each thread looping over n:
+              per-channel sums in double (atomicAdd, one per thread), a C-thread kernel for
+              the statistics (and running buffers), one elementwise pass -- forward 3
+              kernels, backward 3, instead of a dozen array expressions.
 This module imports CuPy at import time; minidl.kernels imports it only for cupy arrays.
 """
 import functools
@@ -241,10 +248,188 @@ __global__ void lrn_bwd_kernel(const T* __restrict__ x, const T* __restrict__ y,
         gx[idx] = gy[idx] * pow_neg(scale[idx], beta) - (T)2 * alpha * beta * x[idx] * acc;
     }
 }
+
+// ---- ReLU: forward writes y and a bit mask (1 bit per element, 8 to a byte); backward reads it ----
+// one thread per mask byte: elements 8q ... 8q+7
+template <typename T>
+__global__ void relu_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, unsigned char* __restrict__ bits,
+                                long long total)
+{
+    GRID_STRIDE_LOOP(q, (total + 7) / 8) {
+        const long long i0 = q * 8;
+        const int count = (int)min((long long)8, total - i0);
+        unsigned int b = 0;
+        for (int j = 0; j < count; ++j) {
+            const T v = x[i0 + j];
+            const bool pos = v > (T)0;
+            y[i0 + j] = (pos || v != v) ? v : (T)0;     // NaN stays NaN, as x * (x > 0) does
+            b |= (unsigned int)pos << j;
+        }
+        bits[q] = (unsigned char)b;
+    }
+}
+
+template <typename T>
+__global__ void relu_bwd_kernel(const unsigned char* __restrict__ bits, const T* __restrict__ gy,
+                                T* __restrict__ gx, long long total)
+{
+    GRID_STRIDE_LOOP(q, (total + 7) / 8) {
+        const long long i0 = q * 8;
+        const int count = (int)min((long long)8, total - i0);
+        const unsigned int b = bits[q];
+        for (int j = 0; j < count; ++j)
+            gx[i0 + j] = ((b >> j) & 1u) ? gy[i0 + j] : (T)0;
+    }
+}
+
+// ---- SGD, one pass per parameter: weight decay, momentum (PyTorch's form), Nesterov, update ----
+// mode bits: 1 momentum, 2 first step (the buffer starts as the gradient), 4 Nesterov
+template <typename T>
+__global__ void sgd_kernel(T* p, const T* g, T* v, long long total, T lr, T mu, T wd, int mode)
+{
+    GRID_STRIDE_LOOP(i, total) {
+        T d = g[i];
+        if (wd != (T)0) d = d + wd * p[i];
+        if (mode & 1) {
+            const T vi = (mode & 2) ? d : mu * v[i] + d;
+            v[i] = vi;
+            d = (mode & 4) ? d + mu * vi : vi;
+        }
+        p[i] = p[i] - lr * d;
+    }
+}
+
+// ---- batch normalisation, x viewed as (N, C, L) ----
+// Every kernel below runs channel c = blockIdx.y (grid-stride over C) and, for each sample n, the
+// positions l of the plane (n, c) over grid.x: consecutive threads read consecutive addresses and
+// no thread divides an index. Per-channel sums are accumulated in double, one atomicAdd per
+// thread and sum (no shared memory).
+//   mode 0 (forward):  sums[2c] += x - x[0, c, 0],  sums[2c+1] += (x - x[0, c, 0])^2
+//                      (shifted by the channel's first value, so var = E[u^2] - E[u]^2 does not cancel)
+//   mode 1 (backward): sums[2c] += gy,              sums[2c+1] += gy * (x - mean[c])
+// a = x (mode 0) or gy (mode 1); b = x (mode 1); the shift of channel c is center[c * center_stride].
+template <typename T>
+__global__ void bn_sums_kernel(const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ center,
+                               long long center_stride, double* sums, int mode, int N, int C, long long L)
+{
+    const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long step = (long long)blockDim.x * gridDim.x;
+    for (int c = blockIdx.y; c < C; c += gridDim.y) {
+        const double mu = (double)center[c * center_stride];
+        double s1 = 0, s2 = 0;
+        for (int n = 0; n < N; ++n) {
+            const long long base = ((long long)n * C + c) * L;
+            for (long long l = first; l < L; l += step) {
+                if (mode == 0) {
+                    const double u = (double)a[base + l] - mu;
+                    s1 += u;
+                    s2 += u * u;
+                } else {
+                    const double g = (double)a[base + l];
+                    s1 += g;
+                    s2 += g * ((double)b[base + l] - mu);
+                }
+            }
+        }
+        if (first < L) {
+            atomicAdd(sums + 2 * c, s1);
+            atomicAdd(sums + 2 * c + 1, s2);
+        }
+    }
+}
+
+// Per-channel statistics into stats (3, C): mean, inv_std = 1/sqrt(var + eps), biased var.
+// mode 0: from the sums of bn_sums_kernel (m values per channel); with update, the running
+// buffers move towards them (the variance unbiased, m / (m - 1)). mode 1 (eval): from the buffers.
+template <typename T>
+__global__ void bn_stats_kernel(const double* __restrict__ sums, const T* __restrict__ center,
+                                long long center_stride, T* __restrict__ stats, T* running_mean,
+                                T* running_var, int C, long long m, double eps, double momentum,
+                                int mode, int update)
+{
+    GRID_STRIDE_LOOP(c, C) {
+        double mean, var;
+        if (mode == 1) {
+            mean = (double)running_mean[c];
+            var = (double)running_var[c];
+        } else {
+            const double d = sums[2 * c] / (double)m;
+            mean = (double)center[c * center_stride] + d;
+            var = sums[2 * c + 1] / (double)m - d * d;
+            if (var < 0) var = 0;
+            if (update) {
+                running_mean[c] = (T)((1 - momentum) * (double)running_mean[c] + momentum * mean);
+                running_var[c] = (T)((1 - momentum) * (double)running_var[c]
+                                     + momentum * var * (double)m / (double)(m - 1));
+            }
+        }
+        stats[c] = (T)mean;
+        stats[C + c] = (T)(1.0 / sqrt(var + eps));
+        stats[2 * C + c] = (T)var;
+    }
+}
+
+// y = (x - mean[c]) * (inv_std[c] * weight[c]) + bias[c]
+template <typename T>
+__global__ void bn_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, const T* __restrict__ stats,
+                              const T* __restrict__ weight, const T* __restrict__ bias, int has_weight,
+                              int has_bias, int N, int C, long long L)
+{
+    const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long step = (long long)blockDim.x * gridDim.x;
+    for (int c = blockIdx.y; c < C; c += gridDim.y) {
+        const T mean = stats[c];
+        const T scale = has_weight ? stats[C + c] * weight[c] : stats[C + c];
+        const T shift = has_bias ? bias[c] : (T)0;
+        for (int n = 0; n < N; ++n) {
+            const long long base = ((long long)n * C + c) * L;
+            for (long long l = first; l < L; l += step)
+                y[base + l] = (x[base + l] - mean) * scale + shift;
+        }
+    }
+}
+
+// From the backward sums (sum gy, sum gy*(x - mean)): the parameter gradients and coef (3, C) of
+//   gx = coef[0] * (gy - coef[1]) - (x - mean) * coef[2]
+// training: coef = (w*inv_std, mean(gy), w*inv_std^3*mean(gy*(x - mean))); eval: (w*inv_std, 0, 0).
+template <typename T>
+__global__ void bn_bwd_stats_kernel(const double* __restrict__ sums, const T* __restrict__ stats,
+                                    const T* __restrict__ weight, int has_weight, T* __restrict__ coef,
+                                    T* __restrict__ gw, T* __restrict__ gb, int C, long long m, int training)
+{
+    GRID_STRIDE_LOOP(c, C) {
+        const double inv_std = (double)stats[C + c];
+        const double w = has_weight ? (double)weight[c] : 1.0;
+        const double s1 = sums[2 * c], s2 = sums[2 * c + 1];
+        gw[c] = (T)(s2 * inv_std);
+        gb[c] = (T)s1;
+        coef[c] = (T)(w * inv_std);
+        coef[C + c] = training ? (T)(s1 / (double)m) : (T)0;
+        coef[2 * C + c] = training ? (T)(w * inv_std * inv_std * inv_std * s2 / (double)m) : (T)0;
+    }
+}
+
+template <typename T>
+__global__ void bn_bwd_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ stats,
+                              const T* __restrict__ coef, T* __restrict__ gx, int N, int C, long long L)
+{
+    const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long step = (long long)blockDim.x * gridDim.x;
+    for (int c = blockIdx.y; c < C; c += gridDim.y) {
+        const T mean = stats[c], k1 = coef[c], mgy = coef[C + c], k2 = coef[2 * C + c];
+        for (int n = 0; n < N; ++n) {
+            const long long base = ((long long)n * C + c) * L;
+            for (long long l = first; l < L; l += step)
+                gx[base + l] = k1 * (gy[base + l] - mgy) - (x[base + l] - mean) * k2;
+        }
+    }
+}
 """
 
 _KERNELS = ("im2col_kernel", "col2im_kernel", "max_pool_fwd_kernel", "max_pool_bwd_kernel",
-            "avg_pool_fwd_kernel", "avg_pool_bwd_kernel", "lrn_fwd_kernel", "lrn_bwd_kernel")
+            "avg_pool_fwd_kernel", "avg_pool_bwd_kernel", "lrn_fwd_kernel", "lrn_bwd_kernel",
+            "relu_fwd_kernel", "relu_bwd_kernel", "sgd_kernel", "bn_sums_kernel", "bn_stats_kernel", "bn_fwd_kernel",
+            "bn_bwd_stats_kernel", "bn_bwd_kernel")
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 
@@ -396,6 +581,135 @@ def lrn_backward(x, y, scale, gy, size, alpha, beta, k):
     _launch("lrn_bwd_kernel", x.dtype, x.size,
             (x, y, scale, gy, gx, np.int64(x.size), np.int32(c), np.int64(L), np.int32(size), t(alpha), t(beta)))
     return gx
+
+
+# ==== ReLU backward, SGD and batch norm: fewer passes over memory than the array expressions ====
+
+def relu_forward(x):
+    """x -> y = max(x, 0), saved: a bit mask of x > 0, 1 bit per element (a bool mask would take 8)."""
+    if x.dtype not in _CTYPES:   # integer tensors: the array expressions (a bool mask)
+        mask = x > 0
+        return x * mask, mask
+    x = _contiguous(x)
+    y = cp.empty_like(x)
+    bits = cp.empty((x.size + 7) // 8, dtype=np.uint8)
+    _launch("relu_fwd_kernel", x.dtype, bits.size, (x, y, bits, np.int64(x.size)))
+    return y, bits
+
+
+def relu_backward(saved, gy):
+    """gy where x > 0, else 0; ``saved`` from relu_forward."""
+    if saved.dtype != np.uint8 or gy.dtype not in _CTYPES:
+        return gy * saved
+    gy = _contiguous(gy)
+    gx = cp.empty_like(gy)
+    _launch("relu_bwd_kernel", gy.dtype, saved.size, (saved, gy, gx, np.int64(gy.size)))
+    return gx
+
+
+def sgd_update(p, g, v, lr, momentum, weight_decay, nesterov):
+    """In place: p -= lr * d, d = g + weight_decay * p, through the momentum buffer v (PyTorch's form).
+
+    v: the buffer from the previous step, or None on the first (a new one is returned).
+    Returns v (None without momentum). One kernel per parameter; non-contiguous or mixed-dtype
+    arguments take the array-expression path of minidl.kernels.reference.
+    """
+    same = all(a is None or (a.dtype == p.dtype and a.shape == p.shape and a.flags.c_contiguous) for a in (p, g, v))
+    if not same or p.dtype not in _CTYPES:
+        from minidl.kernels import reference
+        return reference.sgd_update(p, g, v, lr, momentum, weight_decay, nesterov)
+    mode = 0
+    if momentum:
+        mode |= 1
+        if v is None:
+            v = cp.empty_like(p)
+            mode |= 2
+        if nesterov:
+            mode |= 4
+    t = p.dtype.type
+    _launch("sgd_kernel", p.dtype, p.size,
+            (p, g, p if v is None else v, np.int64(p.size), t(lr), t(momentum), t(weight_decay), np.int32(mode)))
+    return v
+
+
+def _channels_launch(name, dtype, N, C, L, args, items=1):
+    """Grid for the batch-norm kernels: channels on grid.y, plane positions on grid.x (see _SOURCE).
+
+    items: at least this many elements per thread (the sums kernel: fewer atomics)."""
+    if N * C * L <= 0:
+        return
+    blocks = (L + _THREADS - 1) // _THREADS
+    if items > 1:
+        blocks = min(blocks, max(1, (N * L + _THREADS * items - 1) // (_THREADS * items)))
+    blocks = int(max(1, min(blocks, _MAX_BLOCKS)))
+    _kernel(name, dtype)((blocks, int(min(C, _MAX_GRID_Y)), 1), (_THREADS, 1, 1), args)
+
+
+def _vector(a, dtype):
+    return cp.ascontiguousarray(a.astype(dtype, copy=False))
+
+
+def batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """x (N, C, L) -> y (N, C, L), saved: per-channel batch norm (see minidl.functional.norm).
+
+    training: batch statistics (biased variance), running buffers (or None) updated in place with
+    the unbiased one; else the running buffers. weight, bias: (C,) or None. ``saved`` goes to
+    batch_norm_backward as it is; here it holds x and the (3, C) statistics (mean, inv_std, var).
+    """
+    x = _contiguous(x)
+    N, C, L = (int(v) for v in x.shape)
+    dtype = x.dtype
+    stats = cp.empty((3, C), dtype=dtype)
+    w = _vector(weight, dtype) if weight is not None else stats
+    b = _vector(bias, dtype) if bias is not None else stats
+    m = N * L
+    if training:
+        sums = cp.zeros(2 * C, dtype=np.float64)
+        _channels_launch("bn_sums_kernel", dtype, N, C, L,
+                         (x, x, x, np.int64(L), sums, np.int32(0), np.int32(N), np.int32(C), np.int64(L)), items=128)
+        direct = running_mean is not None and all(
+            r.dtype == dtype and r.flags.c_contiguous and r.shape == (C,) for r in (running_mean, running_var))
+        rm, rv = (running_mean, running_var) if direct else (stats, stats)
+        _launch("bn_stats_kernel", dtype, C,
+                (sums, x, np.int64(L), stats, rm, rv, np.int32(C), np.int64(m), np.float64(eps),
+                 np.float64(momentum), np.int32(0), np.int32(direct)))
+        if running_mean is not None and not direct:  # buffers of another dtype or layout: array expressions
+            running_mean *= 1 - momentum
+            running_mean += (momentum * stats[0]).astype(running_mean.dtype)
+            running_var *= 1 - momentum
+            running_var += (momentum * stats[2] * (m / (m - 1))).astype(running_var.dtype)
+    else:
+        rm, rv = _vector(running_mean, dtype), _vector(running_var, dtype)
+        sums = cp.empty(2, dtype=np.float64)  # not read in mode 1
+        _launch("bn_stats_kernel", dtype, C,
+                (sums, x, np.int64(0), stats, rm, rv, np.int32(C), np.int64(m), np.float64(eps),
+                 np.float64(momentum), np.int32(1), np.int32(0)))
+    y = cp.empty_like(x)
+    _channels_launch("bn_fwd_kernel", dtype, N, C, L,
+                     (x, y, stats, w, b, np.int32(weight is not None), np.int32(bias is not None),
+                      np.int32(N), np.int32(C), np.int64(L)))
+    return y, (x, stats)
+
+
+def batch_norm_backward(gy, saved, weight, training, need_gb=True):
+    """gy (N, C, L), saved from batch_norm_forward -> gx (N, C, L), gweight (C,) or None, gbias (C,) or None."""
+    x, stats = saved
+    gy = _contiguous(gy)
+    N, C, L = (int(v) for v in x.shape)
+    dtype = x.dtype
+    sums = cp.zeros(2 * C, dtype=np.float64)
+    _channels_launch("bn_sums_kernel", dtype, N, C, L,
+                     (gy, x, stats, np.int64(1), sums, np.int32(1), np.int32(N), np.int32(C), np.int64(L)), items=128)
+    w = _vector(weight, dtype) if weight is not None else stats
+    coef = cp.empty((3, C), dtype=dtype)
+    gw = cp.empty(C, dtype=dtype)
+    gb = cp.empty(C, dtype=dtype)
+    _launch("bn_bwd_stats_kernel", dtype, C,
+            (sums, stats, w, np.int32(weight is not None), coef, gw, gb, np.int32(C), np.int64(N * L),
+             np.int32(bool(training))))
+    gx = cp.empty_like(x)
+    _channels_launch("bn_bwd_kernel", dtype, N, C, L, (gy, x, stats, coef, gx, np.int32(N), np.int32(C), np.int64(L)))
+    return gx, (gw if weight is not None else None), (gb if need_gb else None)
 
 
 def compile_all():

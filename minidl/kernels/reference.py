@@ -117,3 +117,79 @@ def lrn_backward(x, y, scale, gy, size, alpha, beta, k):
         for j in _lrn_window(c, size, x.shape[1]):
             gx[:, j] -= 2 * alpha * beta * x[:, j] * gy[:, c] * y[:, c] / scale[:, c]
     return gx
+
+
+# ==== ReLU backward, SGD and batch norm (array expressions; cpu.py uses these as they are) ====
+
+
+def relu_forward(x):
+    """x -> y = x * (x > 0), saved (here the bool mask x > 0)."""
+    mask = x > 0
+    return x * mask, mask
+
+
+def relu_backward(saved, gy):
+    """gy where x > 0, else 0; ``saved`` from relu_forward."""
+    return gy * saved
+
+
+def sgd_update(p, g, v, lr, momentum, weight_decay, nesterov):
+    """In place: p -= lr * d, d = g + weight_decay * p through the momentum buffer v (v = mu v + d).
+
+    v: the buffer of the previous step, or None on the first (then it starts as d). Returns v
+    (None without momentum). Array expressions only, so NumPy and CuPy arrays both work.
+    """
+    if weight_decay:
+        g = g + weight_decay * p
+    if momentum:
+        if v is None:
+            v = g.copy()
+        else:
+            v *= momentum
+            v += g
+        g = g + momentum * v if nesterov else v
+    p -= lr * g
+    return v
+
+
+def batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """x (N, C, L) -> y (N, C, L), saved (for batch_norm_backward; here xhat and inv_std).
+
+    training: batch mean and biased variance per channel; the running buffers (or None) are
+    updated in place, r = (1 - momentum) r + momentum * stat, the variance unbiased (m / (m - 1)).
+    Otherwise the running buffers normalise. weight, bias: (C,) or None.
+    """
+    c = x.shape[1]
+    if training:
+        mean = x.mean(axis=(0, 2))
+        var = x.var(axis=(0, 2))
+        m = x.size // c
+        if running_mean is not None:
+            running_mean *= 1 - momentum
+            running_mean += (momentum * mean).astype(running_mean.dtype)
+            running_var *= 1 - momentum
+            running_var += (momentum * var * (m / (m - 1))).astype(running_var.dtype)
+    else:
+        mean = running_mean.astype(x.dtype)
+        var = running_var.astype(x.dtype)
+    inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype)
+    xhat = (x - mean[:, None]) * inv_std[:, None]
+    y = xhat * weight[:, None] if weight is not None else xhat
+    if bias is not None:
+        y = y + bias[:, None]
+    return y, (xhat, inv_std)
+
+
+def batch_norm_backward(gy, saved, weight, training, need_gb=True):
+    """gy (N, C, L) -> gx (N, C, L), gweight (C,) or None (no weight), gbias (C,) or None (not needed)."""
+    xhat, inv_std = saved
+    gxhat = gy * weight[:, None] if weight is not None else gy
+    if training:
+        # mean and var depend on x too: gx = inv_std * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))
+        gx = inv_std[:, None] * (gxhat - gxhat.mean(axis=(0, 2), keepdims=True)
+                                 - xhat * (gxhat * xhat).mean(axis=(0, 2), keepdims=True))
+    else:
+        gx = gxhat * inv_std[:, None]
+    gw = (gy * xhat).sum(axis=(0, 2)) if weight is not None else None
+    gb = gy.sum(axis=(0, 2)) if need_gb else None
+    return gx, gw, gb
