@@ -1,15 +1,17 @@
 """Activations: ReLU (AlexNet's f(x) = max(0, x)), tanh, sigmoid, softmax, log_softmax."""
-from minidl import backend
+from minidl import backend, kernels
 from minidl.autograd import Function
 
 
 class ReLU(Function):
+    """y = max(x, 0); backward needs only where x > 0: a bool mask on the CPU, a bit mask on the GPU."""
+
     def forward(self, x):
-        self.mask = x > 0
-        return x * self.mask
+        y, self.saved = kernels.of(x).relu_forward(x)
+        return y
 
     def backward(self, gy):
-        return gy * self.mask
+        return kernels.of(gy).relu_backward(self.saved, gy)
 
 
 class Tanh(Function):
