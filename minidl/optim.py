@@ -5,7 +5,7 @@ the validation error stopped improving (``ReduceLROnPlateau``); ResNet used ``St
 """
 import math
 
-from minidl import backend
+from minidl import backend, kernels
 
 
 class Optimizer:
@@ -57,22 +57,17 @@ class SGD(Optimizer):
         self.momentum, self.weight_decay, self.nesterov = momentum, weight_decay, nesterov
 
     def step(self):
+        # kernels.<backend>.sgd_update: d = g + weight_decay * p; v = momentum * v + d (v = d on the
+        # first step); p -= lr * (d + momentum * v if nesterov else v). NumPy array expressions on
+        # the CPU, one fused kernel per parameter on the GPU.
         for p in self.params:
-            g = p.grad
-            if g is None:
+            if p.grad is None:
                 continue
-            if self.weight_decay:
-                g = g + self.weight_decay * p.data
-            if self.momentum:
-                st = self._state(p)
-                v = st.get("momentum")
-                if v is None:
-                    v = st["momentum"] = g.copy()
-                else:
-                    v *= self.momentum
-                    v += g
-                g = g + self.momentum * v if self.nesterov else v
-            p.data -= self.lr * g
+            st = self._state(p) if self.momentum else None
+            v = kernels.of(p.data).sgd_update(p.data, p.grad, st.get("momentum") if st is not None else None,
+                                              self.lr, self.momentum, self.weight_decay, self.nesterov)
+            if st is not None:
+                st["momentum"] = v
 
 
 class _Schedule:
