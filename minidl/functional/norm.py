@@ -1,5 +1,5 @@
 """Normalisation: local response normalisation (AlexNet, 2012) and batch normalisation (Ioffe & Szegedy, 2015)."""
-from minidl import backend, kernels
+from minidl import kernels
 from minidl.autograd import Function, Tensor
 
 
@@ -48,46 +48,25 @@ class BatchNorm(Function):
         self.has_weight, self.has_bias = has_weight, has_bias
 
     def forward(self, x, *params):
-        xp = backend.xp_of(x)
-        c = x.shape[1]
-        self.axes = (0,) + tuple(range(2, x.ndim))
-        self.bshape = (1, c) + (1,) * (x.ndim - 2)  # broadcasts a per-channel (C,) vector over x
-        if self.training:
-            mean = x.mean(axis=self.axes)
-            var = x.var(axis=self.axes)
-            m = x.size // c
-            if self.running_mean is not None:
-                # in place, so the module's buffer (numpy or cupy) sees the update
-                self.running_mean *= 1 - self.momentum
-                self.running_mean += (self.momentum * mean).astype(self.running_mean.dtype)
-                self.running_var *= 1 - self.momentum
-                self.running_var += (self.momentum * var * (m / (m - 1))).astype(self.running_var.dtype)
-        else:
-            mean = self.running_mean.astype(x.dtype)
-            var = self.running_var.astype(x.dtype)
-        self.inv_std = (1 / xp.sqrt(var + self.eps)).astype(x.dtype)
-        self.xhat = (x - mean.reshape(self.bshape)) * self.inv_std.reshape(self.bshape)
         params = list(params)
         self.weight = params.pop(0) if self.has_weight else None
-        y = self.xhat * self.weight.reshape(self.bshape) if self.has_weight else self.xhat
-        if self.has_bias:
-            y = y + params.pop(0).reshape(self.bshape)
-        return y
+        bias = params.pop(0) if self.has_bias else None
+        # kernels see x as (N, C, L): one plane of L values per sample and channel
+        self.x_shape = x.shape
+        n, c = x.shape[:2]
+        self.shape3 = (n, c, x.size // (n * c) if x.size else 0)
+        y, self.saved = kernels.of(x).batch_norm_forward(
+            x.reshape(self.shape3), self.weight, bias,
+            self.running_mean, self.running_var, self.training, self.momentum, self.eps)
+        return y.reshape(self.x_shape)
 
     def backward(self, gy):
-        gxhat = gy * self.weight.reshape(self.bshape) if self.has_weight else gy
-        if self.training:
-            # mean and var depend on x too: gx = inv_std * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))
-            gx = self.inv_std.reshape(self.bshape) * (
-                gxhat - gxhat.mean(axis=self.axes, keepdims=True)
-                - self.xhat * (gxhat * self.xhat).mean(axis=self.axes, keepdims=True))
-        else:
-            gx = gxhat * self.inv_std.reshape(self.bshape)
-        grads = [gx]
+        gx, gw, gb = kernels.of(gy).batch_norm_backward(gy.reshape(self.shape3), self.saved, self.weight, self.training, self.has_bias)
+        grads = [gx.reshape(self.x_shape)]
         if self.has_weight:
-            grads.append((gy * self.xhat).sum(axis=self.axes))
+            grads.append(gw)
         if self.has_bias:
-            grads.append(gy.sum(axis=self.axes))
+            grads.append(gb)
         return tuple(grads)
 
 
