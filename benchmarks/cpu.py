@@ -1,6 +1,6 @@
 """CPU speed: minidl against PyTorch (CPU) and DeZero 0.0.13, one run, the libraries alternating.
 
-    python3 benchmarks/cpu.py [--repeat 7] [--only conv|train]
+    python3 benchmarks/cpu.py [--repeat 7] [--only conv|train] [--threads N]
 
 Rows: conv2d forward+backward (all three gradients) at four ImageNet-era shapes, and one SGD step
 (batch 128) of the cuda-convnet CIFAR-10 net: conv5x5-64 p2, ReLU, max-pool 3/2 ceil, LRN(9),
@@ -10,7 +10,9 @@ output sizes). Prints the median milliseconds of each library and the ratios to 
 
 Each repetition runs every library once, in turn, with a 0.2 s pause between calls: OpenBLAS and
 PyTorch threads spin for a while after a call, and a library started meanwhile runs slower.
-Numbers move with machine load; report the load (printed at the start) with them.
+Numbers move with machine load; report the load (printed at the start) with them. On a busy
+machine ``--threads 1`` (BLAS, Numba and PyTorch all single-threaded) compares the work each
+library does without the thread-synchronisation stalls that load adds.
 """
 import argparse
 import os
@@ -198,8 +200,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--only", choices=["conv", "train"])
+    parser.add_argument("--threads", type=int, help="threads for BLAS, Numba and PyTorch (default: all cores)")
     args = parser.parse_args()
     libs = available_libraries()
+    if args.threads:
+        import numba
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(args.threads)
+        numba.set_num_threads(args.threads)
+        if "pytorch" in libs:
+            import torch
+            torch.set_num_threads(args.threads)
     try:
         from threadpoolctl import threadpool_info
         blas = [f"{i['internal_api']} {i['version']} {i.get('architecture', '')} threads={i['num_threads']}"
@@ -207,7 +218,7 @@ def main():
     except ImportError:
         blas = ["?"]
     print(f"numpy {np.__version__}, BLAS: {'; '.join(blas)}; cores {os.cpu_count()}; "
-          f"load average at start {os.getloadavg()[0]:.2f}; median of {args.repeat}")
+          f"threads {args.threads or 'all'}; load average at start {os.getloadavg()[0]:.2f}; median of {args.repeat}")
     rng = np.random.default_rng(0)
     if args.only in (None, "conv"):
         for n, c, h, k, ks, pad in CONV_ROWS:
