@@ -148,18 +148,36 @@ def test_chunked_batches_equal_one_chunk(monkeypatch):
 
 
 
-# 1x1 / stride 1 / padding 0 convolutions skip im2col (a batched matmul); both ways of forming gW
-# (batched product summed over n when K*C/G is small next to P, transposed copies otherwise).
+# 1x1 / stride 1 / padding 0 convolutions skip im2col on the GPU (a batched matmul); the same code
+# runs here on NumPy with POINTWISE_ON_CPU. Both ways of forming gW are covered (batched product
+# summed over n when K*C is small next to P, transposed copies otherwise).
+@pytest.fixture
+def pointwise_on_cpu(monkeypatch):
+    monkeypatch.setattr(conv_module, "POINTWISE_ON_CPU", True)
+    monkeypatch.setattr(conv_module, "POINTWISE_MIN_P", 1)
+
+
+def test_pointwise_path_is_off_on_the_cpu_by_default(monkeypatch):
+    from minidl.kernels import cpu
+    calls = []
+    real = cpu.im2col
+    monkeypatch.setattr(cpu, "im2col", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    x, wt, b = _case(np.random.default_rng(0), 2, 4, 16, 16, 3, 1, 1, dtype=np.float32)
+    F.conv2d(md.tensor(x), md.tensor(wt), md.tensor(b))
+    assert calls == [1]
+
+
 @pytest.mark.parametrize("c,k,h,w,groups,with_bias", [
     (4, 6, 5, 3, 1, True),     # P = 15 large next to K*C: batched product + sum
     (8, 12, 1, 2, 1, False),   # P = 2: transposed copies, one GEMM
-    (6, 4, 3, 4, 2, True),     # groups
+    (6, 4, 3, 4, 2, True),     # groups: the im2col path
     (8, 8, 1, 1, 4, False),
 ])
-def test_pointwise_conv_without_im2col(monkeypatch, c, k, h, w, groups, with_bias):
+def test_pointwise_conv_without_im2col(monkeypatch, pointwise_on_cpu, c, k, h, w, groups, with_bias):
     from minidl.kernels import cpu
-    monkeypatch.setattr(cpu, "im2col", lambda *a, **kw: pytest.fail("a 1x1 convolution called im2col"))
-    monkeypatch.setattr(cpu, "col2im", lambda *a, **kw: pytest.fail("a 1x1 convolution called col2im"))
+    if groups == 1:
+        monkeypatch.setattr(cpu, "im2col", lambda *a, **kw: pytest.fail("a 1x1 convolution called im2col"))
+        monkeypatch.setattr(cpu, "col2im", lambda *a, **kw: pytest.fail("a 1x1 convolution called col2im"))
     rng = np.random.default_rng(c * k + h)
     x, wt, b = _case(rng, 3, c, h, w, k, 1, groups)
     b = b if with_bias else None
@@ -169,7 +187,7 @@ def test_pointwise_conv_without_im2col(monkeypatch, c, k, h, w, groups, with_bia
     md.gradcheck(lambda *t: F.conv2d(*t[:2], t[2] if len(t) > 2 else None, groups=groups), *inputs)
 
 
-def test_pointwise_conv_float32_and_gradients_only_where_required():
+def test_pointwise_conv_float32_and_gradients_only_where_required(pointwise_on_cpu):
     rng = np.random.default_rng(12)
     x, wt, b = _case(rng, 2, 6, 4, 4, 5, 1, 1, dtype=np.float32)
     X, W, B = md.tensor(x), md.tensor(wt, requires_grad=True), md.tensor(b, requires_grad=True)

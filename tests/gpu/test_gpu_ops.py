@@ -68,8 +68,10 @@ CONV = [  # x shape, w shape, stride, padding, groups
     ((2, 4, 9, 9), (6, 2, 5, 5), 1, 2, 2),          # grouped (AlexNet's towers)
     ((3, 5, 8, 8), (7, 5, 3, 3), 1, 1, 1),          # VGG-like
     ((2, 6, 7, 7), (4, 6, 1, 1), 2, 0, 1),          # ResNet downsampling 1x1 stride 2
-    ((3, 8, 5, 6), (12, 8, 1, 1), 1, 0, 1),         # 1x1 stride 1: batched matmul, no im2col
-    ((2, 6, 2, 1), (8, 3, 1, 1), 1, 0, 2),          # 1x1 grouped, P small: gW from transposed copies
+    ((3, 8, 12, 12), (12, 8, 1, 1), 1, 0, 1),       # 1x1 stride 1, P >= 128: batched matmul, no im2col
+    ((2, 300, 8, 16), (300, 300, 1, 1), 1, 0, 1),   # the same, K*C > (K+C)*P: gW from transposed copies
+    ((3, 8, 5, 6), (12, 8, 1, 1), 1, 0, 1),         # 1x1, P < 128: im2col + one GEMM
+    ((2, 6, 2, 1), (8, 3, 1, 1), 1, 0, 2),          # 1x1 grouped: im2col
     ((1, 3, 10, 12), (5, 3, 3, 5), (2, 1), (1, 2), 1),
 ]
 
