@@ -165,8 +165,12 @@ def _pointwise_backward(xp, x, w, gy, need_gx, need_gw, need_gb):
         # gW = sum over n of gy[n] @ x[n].T: a batched product then a sum over n, unless that
         # (N, K, C) temporary is larger than gy and x themselves; then transpose both into
         # (K, N*P), (C, N*P) and make it one GEMM.
+        # (CuPy copies a transposed operand of a batched matmul: transpose the smaller of gy and x.)
         if K * C <= (K + C) * P:
-            gw = xp.matmul(gy3, x3.transpose(0, 2, 1)).sum(axis=0)
+            if C <= K:
+                gw = xp.matmul(gy3, x3.transpose(0, 2, 1)).sum(axis=0)
+            else:
+                gw = xp.matmul(x3, gy3.transpose(0, 2, 1)).sum(axis=0).T
         else:
             gyT = xp.ascontiguousarray(gy3.transpose(1, 0, 2)).reshape(K, N * P)
             xT = xp.ascontiguousarray(x3.transpose(1, 0, 2)).reshape(C, N * P)

@@ -168,7 +168,8 @@ def test_pointwise_path_is_off_on_the_cpu_by_default(monkeypatch):
 
 
 @pytest.mark.parametrize("c,k,h,w,groups,with_bias", [
-    (4, 6, 5, 3, 1, True),     # P = 15 large next to K*C: batched product + sum
+    (4, 6, 5, 3, 1, True),     # P = 15 large next to K*C: batched product + sum (x transposed)
+    (6, 4, 5, 3, 1, False),    # the same with C > K: gy transposed
     (8, 12, 1, 2, 1, False),   # P = 2: transposed copies, one GEMM
     (6, 4, 3, 4, 2, True),     # groups: the im2col path
     (8, 8, 1, 1, 4, False),

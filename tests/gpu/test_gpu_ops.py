@@ -69,6 +69,7 @@ CONV = [  # x shape, w shape, stride, padding, groups
     ((3, 5, 8, 8), (7, 5, 3, 3), 1, 1, 1),          # VGG-like
     ((2, 6, 7, 7), (4, 6, 1, 1), 2, 0, 1),          # ResNet downsampling 1x1 stride 2
     ((3, 8, 12, 12), (12, 8, 1, 1), 1, 0, 1),       # 1x1 stride 1, P >= 128: batched matmul, no im2col
+    ((2, 16, 12, 12), (8, 16, 1, 1), 1, 0, 1),      # the same with C > K (gy transposed for gW)
     ((2, 300, 8, 16), (300, 300, 1, 1), 1, 0, 1),   # the same, K*C > (K+C)*P: gW from transposed copies
     ((3, 8, 5, 6), (12, 8, 1, 1), 1, 0, 1),         # 1x1, P < 128: im2col + one GEMM
     ((2, 6, 2, 1), (8, 3, 1, 1), 1, 0, 2),          # 1x1 grouped: im2col
