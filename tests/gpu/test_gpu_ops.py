@@ -252,6 +252,44 @@ def test_kernels_gpu_equal_cpu(dtype):
                    cpu.lrn_backward(x, y, scale, gy, 5, 1e-3, 0.75, 2.0)) <= tol
 
 
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_kernels_gpu_equal_cpu(dtype):
+    """ReLU (bit mask), SGD and batch norm kernels at sizes that fill many blocks (atomics from many threads)."""
+    import cupy as cp
+    from minidl.kernels import cpu, gpu
+    rng = np.random.default_rng(8)
+    tol = TOL[dtype]
+    x = rng.standard_normal((5, 7, 31, 29)).astype(dtype)        # 31465 elements: a partial last mask byte
+    y, mask = cpu.relu_forward(x)
+    yg, bits = gpu.relu_forward(cp.asarray(x))
+    np.testing.assert_array_equal(yg.get(), y)
+    np.testing.assert_array_equal(np.unpackbits(bits.get(), bitorder="little")[:x.size], mask.ravel())
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    np.testing.assert_array_equal(gpu.relu_backward(bits, cp.asarray(gy)).get(), cpu.relu_backward(mask, gy))
+    p = rng.standard_normal((1000, 37)).astype(dtype)
+    pg, v, vg = cp.asarray(p), None, None
+    for _ in range(3):
+        g = rng.standard_normal(p.shape).astype(dtype)
+        v = cpu.sgd_update(p, g, v, 0.1, 0.9, 5e-4, True)
+        vg = gpu.sgd_update(pg, cp.asarray(g), vg, 0.1, 0.9, 5e-4, True)
+        assert rel_err(pg, p) <= tol and rel_err(vg, v) <= tol
+    for shape in [(64, 8, 3136), (16, 300, 49), (32, 5, 1)]:
+        x = (1 + 2 * rng.standard_normal(shape)).astype(dtype)
+        w, b = rng.standard_normal(shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
+        rm, rv = np.zeros(shape[1], dtype), np.ones(shape[1], dtype)
+        rmg, rvg = cp.asarray(rm), cp.asarray(rv)
+        for training in (True, False):
+            y, saved = cpu.batch_norm_forward(x, w, b, rm, rv, training, 0.1, 1e-5)
+            yg, savedg = gpu.batch_norm_forward(cp.asarray(x), cp.asarray(w), cp.asarray(b), rmg, rvg, training, 0.1,
+                                                1e-5)
+            assert rel_err(yg, y) <= tol and rel_err(rmg, rm) <= tol and rel_err(rvg, rv) <= tol, (shape, training)
+            gy = rng.standard_normal(shape).astype(dtype)
+            ref = cpu.batch_norm_backward(gy, saved, w, training)
+            got = gpu.batch_norm_backward(cp.asarray(gy), savedg, cp.asarray(w), training)
+            for name, a, r in zip(("gx", "gw", "gb"), got, ref):
+                assert rel_err(a, r) <= tol, (shape, training, name, rel_err(a, r))
+
 # ---- devices, host memory, TF32, errors -------------------------------------------------------------
 
 def test_numpy_returns_host_memory_and_a_copy():
