@@ -90,3 +90,156 @@ def show(*images):
         return
     for im in images:
         display(im)
+
+
+# ------------------------------------------------------------------------------------------------
+# Small fully connected experiments (lessons 04 and 08): fast enough to repeat over seeds on 2 CPU cores.
+
+def flat_digits(n=None, size=16, seed=0):
+    """(x, y): n training digits flattened to (n, size*size) and standardised (mean 0, std 1 over all pixels)."""
+    x, y, _, _ = digits(n, 1, size=size, seed=seed)
+    x = x.reshape(len(x), -1)
+    return ((x - x.mean()) / x.std()).astype(np.float32), y
+
+
+class BatchNorm1d(md.nn.Module):
+    """Batch norm over the batch axis of (N, C) features (F.batch_norm, as BatchNorm2d does for maps)."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.weight = md.nn.Parameter(np.ones(num_features, dtype=np.float32))
+        self.bias = md.nn.Parameter(np.zeros(num_features, dtype=np.float32))
+        self.register_buffer("running_mean", np.zeros(num_features, dtype=np.float32))
+        self.register_buffer("running_var", np.ones(num_features, dtype=np.float32))
+
+    def forward(self, x):
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            self.training, self.momentum, self.eps)
+
+
+def mlp(act, depth, width, in_features=256, classes=10, gain=2 ** 0.5, seed=0):
+    """depth hidden layers Linear -> act, then a linear classifier; weights N(0, gain^2 / fan_in), biases 0.
+
+    The same initialisation for every activation: only ``act`` differs between two nets of one seed.
+    """
+    rng = np.random.default_rng(seed)
+    layers, d = [], in_features
+    for out in [width] * depth + [classes]:
+        lin = md.nn.Linear(d, out)
+        lin.weight.data[...] = (rng.standard_normal((out, d)) * gain / np.sqrt(d)).astype(np.float32)
+        lin.bias.data[...] = 0
+        layers += [lin, act()] if out != classes or len(layers) < 2 * depth else [lin]
+        d = out
+    return md.nn.Sequential(*layers)
+
+
+def steps_to_error(model, x, y, target, lr, max_steps=800, batch_size=32, momentum=0.9, every=10, seed=0):
+    """SGD steps until the training error on (x, y) is <= target (checked every ``every`` steps); None if never."""
+    opt = optim.SGD(model.parameters(), lr, momentum=momentum)
+    rng = np.random.default_rng(seed)
+    step = 0
+    while step < max_steps:
+        order = rng.permutation(len(x))
+        for s in range(0, len(x) - batch_size + 1, batch_size):
+            idx = order[s:s + batch_size]
+            loss = F.cross_entropy(model(md.tensor(x[idx])), y[idx])
+            model.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % every == 0 and error_of(model, x, y) <= target:
+                return step
+            if step >= max_steps:
+                return None
+    return None
+
+
+def relu_vs_tanh(lrs=(0.003, 0.01, 0.03), seeds=(0, 1, 2), depth=6, width=64, n=512, target=0.02, max_steps=800):
+    """Steps each activation needs to reach ``target`` training error: {(act, lr): [steps per seed]}.
+
+    Same data, architecture, initialisation (per seed) and learning rate for both; only the non-linearity differs.
+    """
+    x, y = flat_digits(n)
+    out = {}
+    for lr in lrs:
+        for name, act in (("ReLU", md.nn.ReLU), ("tanh", md.nn.Tanh)):
+            out[(name, lr)] = [steps_to_error(mlp(act, depth, width, x.shape[1], seed=s), x, y, target, lr,
+                                              max_steps=max_steps, seed=s) for s in seeds]
+    return out
+
+
+class DenseBlock(md.nn.Module):
+    """Two Linear -> BatchNorm layers with a ReLU between; with ``shortcut`` the input is added before the last ReLU.
+
+    The fully connected twin of ResNet's basic block (and, with shortcut=False, of the plain net's block).
+    """
+
+    def __init__(self, width, shortcut=True):
+        super().__init__()
+        self.fc1, self.bn1 = md.nn.Linear(width, width, bias=False), BatchNorm1d(width)
+        self.fc2, self.bn2 = md.nn.Linear(width, width, bias=False), BatchNorm1d(width)
+        self.shortcut = shortcut
+
+    def forward(self, x):
+        out = self.bn2(self.fc2(F.relu(self.bn1(self.fc1(x)))))
+        return F.relu(out + x if self.shortcut else out)
+
+
+class DenseNet(md.nn.Module):
+    """``layers`` weight layers: Linear+BN+ReLU stem, (layers-2)/2 DenseBlocks of constant width, a linear classifier."""
+
+    def __init__(self, layers, shortcut, width=32, in_features=256, classes=10):
+        super().__init__()
+        if layers < 4 or layers % 2:
+            raise ValueError(f"DenseNet: layers must be even and >= 4, got {layers}")
+        self.stem = md.nn.Sequential(md.nn.Linear(in_features, width, bias=False), BatchNorm1d(width), md.nn.ReLU())
+        self.blocks = md.nn.Sequential(*[DenseBlock(width, shortcut) for _ in range((layers - 2) // 2)])
+        self.head = md.nn.Linear(width, classes)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)))
+
+
+def training_error_curve(model, x, y, steps, lr, batch_size=32, momentum=0.9, every=10, seed=0):
+    """Train for ``steps`` SGD steps; the training error on all of (x, y) every ``every`` steps (a list)."""
+    opt = optim.SGD(model.parameters(), lr, momentum=momentum)
+    rng = np.random.default_rng(seed)
+    curve, step = [], 0
+    while step < steps:
+        order = rng.permutation(len(x))
+        for s in range(0, len(x) - batch_size + 1, batch_size):
+            idx = order[s:s + batch_size]
+            loss = F.cross_entropy(model(md.tensor(x[idx])), y[idx])
+            model.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % every == 0:
+                curve.append(error_of(model, x, y))
+            if step >= steps:
+                break
+    return curve
+
+
+def degradation(depths=(4, 20), seeds=(0, 1, 2), steps=300, n=1024, width=32, lr=0.01, every=10):
+    """Plain and residual DenseNets of each depth on the same digits: {"plain-4": [curve per seed], ...}.
+
+    Every net of one seed starts from the same random stream and sees the same batches.
+    """
+    x, y = flat_digits(n)
+    out = {}
+    for shortcut in (False, True):
+        for d in depths:
+            curves = []
+            for s in seeds:
+                md.manual_seed(s)
+                curves.append(training_error_curve(DenseNet(d, shortcut, width, x.shape[1]), x, y, steps, lr,
+                                                   every=every, seed=s))
+            out[f"{'residual' if shortcut else 'plain'}-{d}"] = curves
+    return out
+
+
+def final_error(curve, frac=0.25):
+    """Mean of the last ``frac`` of a training-error curve (steadier than its last point)."""
+    return float(np.mean(curve[-max(1, int(len(curve) * frac)):]))
