@@ -255,8 +255,8 @@ class Conv2d(Function):
             gymat = _scratch(xp, "mat", (K, nb, P), gy.dtype)
             gymat[...] = gy[n0:n1].reshape(nb, K, P).transpose(1, 0, 2)
             gymat = gymat.reshape(G, K // G, nb * P)
-            if need_gb:
-                gb += gymat.reshape(K, nb * P).sum(axis=1)
+            if need_gb:  # per (k, n) first: K*nb parallel sums on the GPU, not K long ones
+                gb += gymat.reshape(K, nb, P).sum(axis=2).sum(axis=1)
             if need_gw:
                 # gW = gy @ col.T, computed as its transpose col @ gy.T: OpenBLAS runs that 1.5-4x
                 # faster when K is small (64) and the shared axis nb*P is long. col is recomputed
