@@ -275,7 +275,9 @@ def test_relu(gpu, shape):
         y_ref, mask = reference.relu_forward(x)
         assert y.dtype == dtype and bits.dtype == np.uint8 and bits.size == (x.size + 7) // 8
         np.testing.assert_array_equal(y, y_ref)   # NaN stays NaN in both
-        np.testing.assert_array_equal(np.unpackbits(bits, bitorder="little")[:x.size], mask.ravel())
+        q = bits.size   # bit j of byte q is element q + j * Q
+        np.testing.assert_array_equal(np.unpackbits(bits, bitorder="little").reshape(q, 8).T.ravel()[:x.size],
+                                      mask.ravel())
         gy = rng.standard_normal(shape).astype(dtype)
         gx = gpu.relu_backward(bits, gy)
         assert gx.dtype == dtype and gx.shape == shape

@@ -15,7 +15,8 @@ How the work is split over threads (each kernel is a grid-stride loop, 256 threa
               overlapping windows ever collide).
   avg pool    forward: one thread per output; backward: a gather per input pixel, like col2im.
   LRN         one thread per element, looping over its window of ``size`` channels.
-  ReLU        one thread per 8 elements: forward writes y and one byte of the bit mask x > 0
+  ReLU        one thread per 8 elements q, q+Q, ..., q+7Q (coalesced): forward writes y and one
+              byte of the bit mask x > 0
               (what backward keeps: 1/32 of x instead of a bool mask's 1/4).
   SGD         one thread per element: weight decay, momentum buffer and update in one pass.
   batch norm  channel c on grid.y, plane positions on grid.x, each thread looping over n:
@@ -250,20 +251,23 @@ __global__ void lrn_bwd_kernel(const T* __restrict__ x, const T* __restrict__ y,
 }
 
 // ---- ReLU: forward writes y and a bit mask (1 bit per element, 8 to a byte); backward reads it ----
-// one thread per mask byte: elements 8q ... 8q+7
+// Byte q holds elements q, q + Q, ..., q + 7Q (Q = number of bytes): thread q touches those 8, so
+// each of its 8 loads and stores is coalesced across the warp.
 template <typename T>
 __global__ void relu_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, unsigned char* __restrict__ bits,
                                 long long total)
 {
-    GRID_STRIDE_LOOP(q, (total + 7) / 8) {
-        const long long i0 = q * 8;
-        const int count = (int)min((long long)8, total - i0);
+    const long long Q = (total + 7) / 8;
+    GRID_STRIDE_LOOP(q, Q) {
         unsigned int b = 0;
-        for (int j = 0; j < count; ++j) {
-            const T v = x[i0 + j];
-            const bool pos = v > (T)0;
-            y[i0 + j] = (pos || v != v) ? v : (T)0;     // NaN stays NaN, as x * (x > 0) does
-            b |= (unsigned int)pos << j;
+        for (int j = 0; j < 8; ++j) {
+            const long long i = q + j * Q;
+            if (i < total) {
+                const T v = x[i];
+                const bool pos = v > (T)0;
+                y[i] = (pos || v != v) ? v : (T)0;     // NaN stays NaN, as x * (x > 0) does
+                b |= (unsigned int)pos << j;
+            }
         }
         bits[q] = (unsigned char)b;
     }
@@ -273,12 +277,14 @@ template <typename T>
 __global__ void relu_bwd_kernel(const unsigned char* __restrict__ bits, const T* __restrict__ gy,
                                 T* __restrict__ gx, long long total)
 {
-    GRID_STRIDE_LOOP(q, (total + 7) / 8) {
-        const long long i0 = q * 8;
-        const int count = (int)min((long long)8, total - i0);
+    const long long Q = (total + 7) / 8;
+    GRID_STRIDE_LOOP(q, Q) {
         const unsigned int b = bits[q];
-        for (int j = 0; j < count; ++j)
-            gx[i0 + j] = ((b >> j) & 1u) ? gy[i0 + j] : (T)0;
+        for (int j = 0; j < 8; ++j) {
+            const long long i = q + j * Q;
+            if (i < total)
+                gx[i] = ((b >> j) & 1u) ? gy[i] : (T)0;
+        }
     }
 }
 
@@ -586,7 +592,10 @@ def lrn_backward(x, y, scale, gy, size, alpha, beta, k):
 # ==== ReLU backward, SGD and batch norm: fewer passes over memory than the array expressions ====
 
 def relu_forward(x):
-    """x -> y = max(x, 0), saved: a bit mask of x > 0, 1 bit per element (a bool mask would take 8)."""
+    """x -> y = max(x, 0), saved: a bit mask of x > 0, 1 bit per element (a bool mask would take 8).
+
+    Bit j of byte q is element q + j * Q of x (flat), Q = ceil(x.size / 8) the number of bytes.
+    """
     if x.dtype not in _CTYPES:   # integer tensors: the array expressions (a bool mask)
         mask = x > 0
         return x * mask, mask

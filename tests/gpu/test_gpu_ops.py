@@ -264,7 +264,8 @@ def test_fused_kernels_gpu_equal_cpu(dtype):
     y, mask = cpu.relu_forward(x)
     yg, bits = gpu.relu_forward(cp.asarray(x))
     np.testing.assert_array_equal(yg.get(), y)
-    np.testing.assert_array_equal(np.unpackbits(bits.get(), bitorder="little")[:x.size], mask.ravel())
+    unpacked = np.unpackbits(bits.get(), bitorder="little").reshape(bits.size, 8).T.ravel()   # bit j of byte q:
+    np.testing.assert_array_equal(unpacked[:x.size], mask.ravel())                            # element q + j*Q
     gy = rng.standard_normal(x.shape).astype(dtype)
     np.testing.assert_array_equal(gpu.relu_backward(bits, cp.asarray(gy)).get(), cpu.relu_backward(mask, gy))
     p = rng.standard_normal((1000, 37)).astype(dtype)
