@@ -10,7 +10,7 @@
 #                                                                      -> $OUT/bench.txt, $OUT/gpu_bench.json
 # 5. per-op profiles of minidl's VGG16 and ResNet-50 steps            -> $OUT/profile.txt, $OUT/profile.json,
 #                                                                         $OUT/profile_resnet50.txt, .json
-# Every step is bounded by `timeout` (105 + 40 + 110 + 20 + 20 s, each killed 5 s after its limit), so
+# Every step is bounded by `timeout` (95 + 40 + 120 + 20 + 20 s, each killed 5 s after its limit), so
 # the whole script stays under about 5 minutes; 9 files, no folders. A step cut short keeps what it
 # wrote (the benchmark rewrites its JSON after every row, fp32 rows first).
 # The CPU kernels (Numba) are compiled on first use inside step 2: about a minute of it.
@@ -58,7 +58,7 @@ EOF
 } 2>&1 | tee "$OUT/env.txt"
 
 # --maxfail rather than -x: one device run should show every broken op, not only the first
-step "gpu tests" 105 "$OUT/tests_gpu.log" \
+step "gpu tests" 95 "$OUT/tests_gpu.log" \
     python3 -m pytest tests/gpu -m gpu -q -rfEs --maxfail=10 -p no:cacheprovider
 if ls tests/models/*.py >/dev/null 2>&1; then
     step "torchvision tests" 40 "$OUT/tests_torchvision.log" \
@@ -66,7 +66,7 @@ if ls tests/models/*.py >/dev/null 2>&1; then
 else
     SUMMARY+=("torchvision tests: skipped, tests/models has no test files")
 fi
-step "benchmark" 110 "$OUT/bench.txt" \
+step "benchmark" 120 "$OUT/bench.txt" \
     python3 benchmarks/gpu.py --quick --json "$OUT/gpu_bench.json"
 step "profile vgg16" 20 "$OUT/profile.txt" \
     python3 benchmarks/gpu.py --profile vgg16 --json "$OUT/profile.json"
