@@ -61,7 +61,8 @@ class BatchNorm(Function):
         return y.reshape(self.x_shape)
 
     def backward(self, gy):
-        gx, gw, gb = kernels.of(gy).batch_norm_backward(gy.reshape(self.shape3), self.saved, self.weight, self.training, self.has_bias)
+        gx, gw, gb = kernels.of(gy).batch_norm_backward(gy.reshape(self.shape3), self.saved, self.weight,
+                                                        self.training, self.has_bias)
         grads = [gx.reshape(self.x_shape)]
         if self.has_weight:
             grads.append(gw)
