@@ -61,7 +61,7 @@ EOF
 step "gpu tests" 95 "$OUT/tests_gpu.log" \
     python3 -m pytest tests/gpu -m gpu -q -rfEs --maxfail=10 -p no:cacheprovider
 if ls tests/models/*.py >/dev/null 2>&1; then
-    step "torchvision tests" 40 "$OUT/tests_torchvision.log" \
+    step "torchvision tests" 45 "$OUT/tests_torchvision.log" \
         python3 -m pytest tests/models -k torchvision -q -rfEs -p no:cacheprovider
 else
     SUMMARY+=("torchvision tests: skipped, tests/models has no test files")
