@@ -36,3 +36,29 @@ def test_state_is_a_snapshot_not_a_live_view():
     state = random.get_state()
     random.generator().random(3)
     assert random.get_state() != state
+
+
+def test_fold_in_gives_each_rank_its_own_stream_and_keeps_rank_0():
+    from minidl import random as mr
+    try:
+        draws = {}
+        for stream in (0, 1, 2, 1):
+            mr.manual_seed(5)
+            mr.fold_in(stream)
+            draws.setdefault(stream, []).append(mr.generator().random(4))
+        np.testing.assert_array_equal(draws[1][0], draws[1][1])       # deterministic per stream
+        assert not np.allclose(draws[0][0], draws[1][0])              # ranks differ
+        assert not np.allclose(draws[1][0], draws[2][0])
+        mr.manual_seed(5)
+        np.testing.assert_array_equal(mr.generator().random(4), draws[0][0])  # stream 0 = a single process
+
+        # resume: the saved state is folded in again, so rank 1 continues its own stream deterministically
+        mr.manual_seed(5)
+        saved = mr.get_state()
+        mr.fold_in(1)
+        a = mr.generator().random(3)
+        mr.set_state(saved)
+        np.testing.assert_array_equal(mr.generator().random(3), a)
+    finally:
+        mr.fold_in(0)
+        mr.manual_seed(0)

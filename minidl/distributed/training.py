@@ -6,7 +6,7 @@ gradients are averaged in overlapped buckets, and the learning rate follows the 
 rule (Goyal et al., 2017) with an optional gradual warm-up. Rank 0 alone prints and writes files
 (the Trainer's ``is_main``); every rank can resume from the same checkpoint.
 """
-from minidl import optim
+from minidl import optim, random
 from minidl import distributed as dist
 
 
@@ -34,6 +34,9 @@ def prepare(model, optimizer, train_loader, sync_batchnorm=False, lr_scaling="li
     """Make one rank's model/optimiser/loader part of the job; returns the optimiser to train with
     (``step()`` waits for the averaged gradients bucket by bucket)."""
     comm = dist.init()
+    # Same seed everywhere gave the same initial weights; from here each rank draws its own dropout
+    # masks (rank 0 keeps the stream a single process would have).
+    random.fold_in(comm.Get_rank())
     if sync_batchnorm:
         dist.convert_sync_batchnorm(model, comm)
     dp = dist.DataParallel(model, comm, bucket_mb=bucket_mb, overlap=overlap)
