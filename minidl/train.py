@@ -266,6 +266,9 @@ def save_first_filters(model, path):
         return False
     from minidl.visualize.filters import filter_grid
     img = filter_grid(conv.weight)
+    if min(img.size) < 320:  # a small first layer (5x5 filters) would make a thumbnail: enlarge, pixels kept sharp
+        factor = -(-320 // min(img.size))
+        img = img.resize((img.width * factor, img.height * factor), resample=0)  # 0: nearest neighbour
     _atomic_write(path, lambda f: img.save(f, format="PNG"))
     return True
 

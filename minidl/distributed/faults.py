@@ -35,6 +35,16 @@ def report(comm, text):
     sys.stderr.flush()
 
 
+# mpiexec forwards each rank's output asynchronously and tears everything down at Abort: without a
+# short pause the line that names the failing rank was lost in about one run in three.
+ABORT_GRACE_S = 0.5
+
+
+def _abort(comm, code=1):
+    time.sleep(ABORT_GRACE_S)
+    comm.Abort(code)
+
+
 def install_excepthook(comm):
     """Make an uncaught exception on this rank (main thread or any other) abort the whole job."""
     global _installed
@@ -49,7 +59,7 @@ def install_excepthook(comm):
             details = "".join(traceback.format_exception(etype, value, tb))
             report(comm, f"failed: {etype.__name__}: {value}; aborting the job\n{details}")
         try:
-            comm.Abort(1)
+            _abort(comm, 1)
         finally:
             os._exit(1)  # Abort does not return; never fall through to a hang
 
@@ -104,7 +114,7 @@ class Watchdog(threading.Thread):
             if silent:
                 report(self.comm, f"watchdog: rank {silent[0]} has not been heard from for "
                                   f"{now - last_seen[silent[0]]:.0f} s (it died or hangs); aborting the job")
-                self.comm.Abort(1)
+                _abort(self.comm, 1)
             time.sleep(min(0.1, self.interval / 4))
         MPI.Request.Waitall(sends)
         self.finished.set()
@@ -140,4 +150,4 @@ def abort_job(message, code=1):
     if dist.is_initialized() and dist.world_size() > 1:
         comm = dist.get_comm()
         report(comm, f"failed: {message}; aborting the job")
-        comm.Abort(code)
+        _abort(comm, code)
