@@ -26,7 +26,9 @@ def generator(xp=np):
     if xp is np:
         return _np_rng
     if _cp_rng is None:
-        _cp_rng = xp.random.default_rng([_seed, _stream] if _stream else _seed)
+        # an int seed (what every CuPy version takes), distinct per stream
+        seed = int(np.random.SeedSequence([_seed, _stream]).generate_state(1)[0]) if _stream else _seed
+        _cp_rng = xp.random.default_rng(seed)
     return _cp_rng
 
 
