@@ -163,7 +163,7 @@ class Tensor:
                                    f"got shape {self.shape}; pass grad= of that shape")
             grad = xp.ones_like(self.data)
         else:
-            grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.dtype)
+            grad = xp.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if grad.shape != self.shape:
                 raise ValueError(f"backward: grad has shape {grad.shape}, tensor has shape {self.shape}")
         if not self.requires_grad:
@@ -208,6 +208,8 @@ class Tensor:
                 if gx.shape != x.shape:
                     raise RuntimeError(f"{f.name}.backward returned a gradient of shape {gx.shape} for input {i} "
                                        f"of shape {x.shape}")
+                if gx.dtype != x.dtype:  # a float64 constant promoted the op; .grad keeps x's dtype
+                    gx = gx.astype(x.dtype)
                 if x.creator is None:
                     x.grad = gx if x.grad is None else x.grad + gx
                 else:

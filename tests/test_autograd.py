@@ -366,3 +366,19 @@ def test_float64_stays_float64(name):
     if name in ("matmul", "linear"):  # the float32 weight promotes, as NumPy does
         return
     assert y.dtype == np.float64, f"{name} returned {y.dtype}"
+
+
+def test_gradient_has_the_dtype_of_its_tensor_when_a_float64_constant_promotes():
+    # float32 tensor op float64 array: the result promotes to float64 (as NumPy and PyTorch do), but
+    # each leaf's .grad must keep the leaf's own dtype, as PyTorch's does
+    x = md.tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    w = md.tensor(np.ones((4, 3), np.float32), requires_grad=True)
+    y = (x * np.full(3, 2.0)) + np.ones((2, 3))
+    assert y.dtype == np.float64
+    (F.linear(y, w).sum() + (x / np.float64(2.0)).sum()).backward()
+    assert x.grad.dtype == np.float32 and w.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad, np.full((2, 3), 4 * 2.0 + 0.5))
+    # a grad= argument of another dtype is cast too
+    z = md.tensor(np.ones(2, np.float32), requires_grad=True)
+    (z * 2.0).backward(md.tensor(np.ones(2)))
+    assert z.grad.dtype == np.float32
