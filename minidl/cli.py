@@ -119,7 +119,8 @@ def add_eval_parser(sub):
                                    "checkpoint.npz) on the held-out split of its data.")
     p.add_argument("run", nargs="?", default="runs/latest", help="run folder or weights file (default runs/latest)")
     p.add_argument("--ten-crop", action="store_true",
-                   help="average softmax over ten crops (corners, centre and their mirrors), as AlexNet/ZFNet")
+                   help="average softmax over ten crops (corners, centre and their mirrors), as AlexNet/ZFNet "
+                        "(for the digits, which train without flips, the five unmirrored crops)")
     p.add_argument("--data", default=None, help="evaluate on another data spec with the same classes")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--batch-size", type=int, default=64)

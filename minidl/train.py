@@ -111,11 +111,18 @@ def _atomic_write(path, write):
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give the file an ordinary new file's mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_checkpoint(path, model, optimizer, meta):
@@ -483,7 +490,9 @@ def make_schedule(optimizer, kind, epochs):
     raise ValueError(f"unknown schedule {kind!r}: choose step, plateau or none")
 
 
-def _run_dir(out, resume):
+def _run_dir(out, resume, create=True):
+    """The run folder: ``out``, runs/latest's target when resuming, or a new runs/<date-time>
+    (made and linked as runs/latest only when ``create``; else ``_make_run_dir`` does it later)."""
     runs = "runs"
     if out is not None:
         return out
@@ -495,6 +504,14 @@ def _run_dir(out, resume):
     out = os.path.join(runs, time.strftime("%Y%m%d-%H%M%S"))
     while os.path.exists(out):
         out += "_"
+    if create:
+        _make_run_dir(out)
+    return out
+
+
+def _make_run_dir(out):
+    """Create a new run folder and point runs/latest (beside it) at it."""
+    latest = os.path.join(os.path.dirname(out), "latest")
     os.makedirs(out)
     try:  # runs/latest -> the newest run (a convenience; not every file system has symlinks)
         if os.path.islink(latest) or os.path.exists(latest):
@@ -511,8 +528,11 @@ def read_config(path):
     p = os.path.join(folder, "config.json")
     if not os.path.isfile(p):
         return None
-    with open(p) as f:
-        return json.load(f)
+    try:
+        with open(p) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {p}: {type(e).__name__}: {e}") from None
 
 
 def run_training(model=None, data=None, epochs=None, batch_size=None, lr=None, momentum=None, weight_decay=None,
@@ -537,8 +557,9 @@ def run_training(model=None, data=None, epochs=None, batch_size=None, lr=None, m
         world, is_main = dist.init().Get_size(), dist.is_main()
         log = log if is_main else dist_training.silent
         out = dist_training.shared_run_dir(_run_dir, out, resume)
-    else:
-        out = _run_dir(out, resume)
+    else:  # a new runs/<date-time> is made (and linked as runs/latest) only once model, data and device are set
+        new_dir = out is None and not resume
+        out = _run_dir(out, resume, create=False)
     config = None
     if resume:
         config = read_config(out)
@@ -569,6 +590,8 @@ def run_training(model=None, data=None, epochs=None, batch_size=None, lr=None, m
     trainer = Trainer(net, train_loader, test_loader, epochs=config["epochs"], optimizer=opt, schedule=sched,
                       device=device, out_dir=out, progress=progress, config=config, log=log,
                       batch_schedule=warm, is_main=is_main)
+    if not distributed and new_dir:
+        _make_run_dir(out)
     trainer.fit(resume=bool(resume))
     last = trainer.history[-1] if trainer.history else None
     if last is None or "val_top1_error" not in last:
@@ -578,6 +601,9 @@ def run_training(model=None, data=None, epochs=None, batch_size=None, lr=None, m
     log(f"outputs in {out}/: checkpoint.npz, model.npz, log.csv, curves.png, filters.png, config.json")
     log(format_errors(ev["top1"], ev["top5"]))
     return trainer, ev
+
+
+VIEWS = {5: "five (no mirrors for digits)", 10: "ten"}
 
 
 def run_evaluation(path, data=None, ten_crop=False, device="cpu", batch_size=64, workers=0, log=print):
@@ -601,7 +627,7 @@ def run_evaluation(path, data=None, ten_crop=False, device="cpu", batch_size=64,
     loader = DataLoader(test_set, max(1, batch_size // 10) if ten_crop else batch_size, num_workers=workers)
     ev = evaluate(net, loader, device)
     log(f"{config['model']} on the held-out split of {config['data']} ({ev['n']} images"
-        f"{', ten crops each' if ten_crop else ''}): loss {ev['loss']:.4f}")
+        f"{f', {VIEWS[presets.tencrop_views(config)]} crops each' if ten_crop else ''}): loss {ev['loss']:.4f}")
     log(format_errors(ev["top1"], ev["top5"]))
     return ev
 

@@ -1,4 +1,5 @@
 """`minidl train`, `eval` and `classify` end to end on the embedded digits (in-process, via cli.main)."""
+import os
 import re
 
 import numpy as np
@@ -38,7 +39,7 @@ def test_train_one_epoch_then_eval_and_classify(run_dir, capsys, tmp_path):
 
     assert cli.main(["eval", str(run_dir / "checkpoint.npz"), "--ten-crop"]) == 0
     lines, last_ten = last_line(capsys)
-    assert FINAL.match(last_ten) and "ten crops" in lines[-2]
+    assert FINAL.match(last_ten) and "five (no mirrors for digits) crops" in lines[-2]
 
     # a held-out digit as a PNG: black ink on white paper, 64x64 (classify inverts and rescales it)
     test = Digits(train=False)
@@ -74,3 +75,24 @@ def test_resume_a_finished_run_and_bad_checkpoint(run_dir, capsys):
 def test_bad_data_spec(capsys, tmp_path):
     assert cli.main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 1
     assert "--data" in capsys.readouterr().err
+
+
+def test_failed_train_keeps_runs_latest(capsys, tmp_path, monkeypatch):
+    # an invocation that fails before training (bad model or data) makes no run folder and leaves
+    # runs/latest pointing at the last real run, so `minidl eval` / `--resume` still find it
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "good").mkdir(parents=True)
+    (tmp_path / "runs" / "latest").symlink_to("good")
+    assert cli.main(["train", "--model", "nosuch", "--epochs", "1"]) == 1
+    assert "nosuch" in capsys.readouterr().err
+    assert cli.main(["train", "--data", str(tmp_path / "missing"), "--epochs", "1"]) == 1
+    assert "--data" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path / "runs")) == ["good", "latest"]
+    assert os.readlink(tmp_path / "runs" / "latest") == "good"
+
+
+def test_corrupt_config_json_names_the_file(capsys, tmp_path):
+    (tmp_path / "config.json").write_text("{bad")
+    assert cli.main(["eval", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "config.json" in err and err.count("\n") == 1

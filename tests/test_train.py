@@ -192,3 +192,14 @@ def test_after_backward_hook_and_is_main(tmp_path):
     trainer.fit()
     assert seen == [True, True]
     assert not (tmp_path / "r").exists()    # only the main process writes files
+
+
+def test_run_files_are_readable_as_the_umask_allows(tmp_path):
+    # the temp file of an atomic write is created 0600; the renamed file gets the usual mode
+    # (0666 & ~umask) so that a run folder on a shared file system can be read by others
+    mask = os.umask(0o022)
+    try:
+        train._atomic_write(tmp_path / "x.csv", lambda f: f.write(b"1"))
+    finally:
+        os.umask(mask)
+    assert (os.stat(tmp_path / "x.csv").st_mode & 0o777) == 0o644

@@ -7,7 +7,8 @@ those; a plain ``PATH/<class>/<image>`` folder is split per class with a fixed s
 ``data_config`` describes the data for a run (kind, classes, channels, size, mean/std, padding);
 it is stored in the run's ``config.json`` so that ``minidl eval``/``classify`` rebuild exactly
 the same preprocessing. ``make_transform(config, split)`` gives the transform for
-``"train"`` (augmentation), ``"test"`` (a single view) or ``"tencrop"`` (ten views).
+``"train"`` (augmentation), ``"test"`` (a single view) or ``"tencrop"`` (ten views: corners, centre
+and their mirrors; for the digits, which train without flips, the five unmirrored ones).
 """
 import os
 
@@ -82,8 +83,8 @@ def make_transform(config, split):
             steps.append(T.RandomCrop(size, padding=pad))
             if kind == "cifar10":
                 steps.append(T.RandomHorizontalFlip())
-        elif split == "tencrop":
-            steps += [T.Pad(pad), T.TenCrop(size)]
+        elif split == "tencrop":  # the digits train without flips (a mirrored digit is another symbol): 5 views
+            steps += [T.Pad(pad), T.TenCrop(size, mirror=kind == "cifar10")]
         return T.Compose(steps + [norm])
     # an ImageNet-style folder: the GoogLeNet/ResNet training crops, the AlexNet colour noise
     resize = int(round(size * 256 / 224))
@@ -93,6 +94,11 @@ def make_transform(config, split):
     if split == "tencrop":
         return T.Compose([T.Resize(resize), T.TenCrop(size), T.ToArray(), norm])
     return T.Compose([T.Resize(resize), T.CenterCrop(size), T.ToArray(), norm])
+
+
+def tencrop_views(config):
+    """How many views the "tencrop" transform gives: 10, or 5 (no mirrors) for the digits."""
+    return 5 if config["kind"] == "digits" else 10
 
 
 def build_dataset(config, train, transform=None):

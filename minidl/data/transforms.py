@@ -269,10 +269,12 @@ class RandomHorizontalFlip:
 class TenCrop:
     """The AlexNet/ZF test protocol: the four corner crops and the centre crop, and the
     horizontal mirrors of those five. Returns a list of ten Pillow images, or for an array input
-    one array (10, C, h, w). Predictions are averaged over the ten (``metrics.evaluate``)."""
+    one array (10, C, h, w). Predictions are averaged over the ten (``metrics.evaluate``).
+    ``mirror=False`` leaves the mirrors out (five views: for data trained without flips, such
+    as digits, whose mirror images are other symbols)."""
 
-    def __init__(self, size):
-        self.size = _pair(size, "TenCrop")
+    def __init__(self, size, mirror=True):
+        self.size, self.mirror = _pair(size, "TenCrop"), bool(mirror)
 
     def __call__(self, img):
         _check_image("TenCrop", img)
@@ -283,13 +285,13 @@ class TenCrop:
         positions = [(0, 0), (0, w - tw), (h - th, 0), (h - th, w - tw),
                      (int(round((h - th) / 2)), int(round((w - tw) / 2)))]
         five = [crop(img, t, l, th, tw) for t, l in positions]
-        ten = five + [hflip(c) for c in five]
+        ten = five + [hflip(c) for c in five] if self.mirror else five
         if _is_pil(img):
             return ten
         return np.stack(ten)
 
     def __repr__(self):
-        return f"TenCrop({self.size})"
+        return f"TenCrop({self.size}{'' if self.mirror else ', mirror=False'})"
 
 
 class ToArray:

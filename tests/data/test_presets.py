@@ -16,8 +16,12 @@ def test_digits_transforms(seeded):
     cfg = presets.data_config("digits")
     assert (cfg["image_size"], cfg["in_channels"], len(cfg["classes"])) == (32, 1, 10)
     x = Digits(train=False)[0][0]
-    for split, shape in (("train", (1, 32, 32)), ("test", (1, 32, 32)), ("tencrop", (10, 1, 32, 32))):
+    # the digits train without flips and a mirrored digit is another symbol: their "ten-crop" is the
+    # five unmirrored views (corners and centre of the padded image)
+    for split, shape in (("train", (1, 32, 32)), ("test", (1, 32, 32)), ("tencrop", (5, 1, 32, 32))):
         assert presets.make_transform(cfg, split)(x).shape == shape
+    views = presets.make_transform(cfg, "tencrop")(x)
+    np.testing.assert_array_equal(views[4], presets.make_transform(cfg, "test")(x))
     big = presets.data_config("digits", image_size=64, in_channels=3)
     ds = presets.build_dataset(big, False, presets.make_transform(big, "test"))
     assert ds[0][0].shape == (3, 64, 64)
