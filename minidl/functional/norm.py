@@ -11,12 +11,16 @@ class LocalResponseNorm(Function):
 
     def forward(self, x):
         self.x_shape = x.shape
+        if x.size == 0:  # an empty batch (or no channels): nothing to normalise, and the kernels cannot reshape it
+            return x.copy()
         x4 = x.reshape(x.shape[0], x.shape[1], 1, -1) if x.ndim != 4 else x  # kernels take (N, C, H, W)
         y, scale = kernels.of(x4).lrn_forward(x4, self.size, self.alpha, self.beta, self.k)
         self.x4, self.y, self.scale = x4, y, scale
         return y.reshape(self.x_shape)
 
     def backward(self, gy):
+        if gy.size == 0:
+            return gy.copy()
         gx = kernels.of(gy).lrn_backward(self.x4, self.y, self.scale, gy.reshape(self.x4.shape),
                                          self.size, self.alpha, self.beta, self.k)
         return gx.reshape(self.x_shape)

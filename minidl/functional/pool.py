@@ -59,11 +59,15 @@ class MaxPool2d(Function):
         self.geometry = geometry  # (kh, kw, sh, sw, ph, pw, oh, ow)
 
     def forward(self, x):
-        y, self.argmax = kernels.of(x).max_pool_forward(x, *self.geometry)
         self.x_shape = x.shape
+        if x.size == 0:  # an empty batch (or no channels): the kernels reshape by planes and cannot
+            return backend.xp_of(x).zeros(x.shape[:2] + self.geometry[6:], dtype=x.dtype)
+        y, self.argmax = kernels.of(x).max_pool_forward(x, *self.geometry)
         return y
 
     def backward(self, gy):
+        if gy.size == 0:
+            return backend.xp_of(gy).zeros(self.x_shape, dtype=gy.dtype)
         return kernels.of(gy).max_pool_backward(gy, self.argmax, self.x_shape)
 
 

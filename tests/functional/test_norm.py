@@ -175,3 +175,12 @@ def test_batch_norm_invalid(args, match):
     with pytest.raises(ValueError, match=match):
         F.batch_norm(md.tensor(np.ones(shape, np.float32)), np.zeros(c_buf, np.float32), np.ones(c_buf, np.float32),
                      w, None, training=True)
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 5, 5), (0, 4, 7), (2, 0, 3, 3)])
+def test_lrn_empty_input(shape):
+    x = md.tensor(np.zeros(shape, np.float32), requires_grad=True)
+    y = F.local_response_norm(x, 3)
+    assert y.shape == shape and y.dtype == np.float32
+    y.sum().backward()
+    assert x.grad.shape == shape and x.grad.dtype == np.float32

@@ -148,3 +148,14 @@ def test_adaptive_avg_pool_invalid():
         F.adaptive_avg_pool2d(md.tensor(np.zeros((4, 4))), 1)
     with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: output_size must be positive ints, got \(0, 2\)"):
         F.adaptive_avg_pool2d(x, (0, 2))
+
+
+@pytest.mark.parametrize("op", [F.max_pool2d, F.avg_pool2d])
+@pytest.mark.parametrize("shape", [(0, 3, 6, 6), (2, 0, 6, 6)])
+def test_empty_batch_or_channels(op, shape):
+    # an empty last batch (or no channels) gives an empty output and an empty gradient, as in PyTorch
+    x = md.tensor(np.zeros(shape, np.float32), requires_grad=True)
+    y = op(x, 3, 2, 1)
+    assert y.shape == shape[:2] + (3, 3) and y.dtype == np.float32
+    y.sum().backward()
+    assert x.grad.shape == shape and x.grad.dtype == np.float32
