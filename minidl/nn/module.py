@@ -39,6 +39,14 @@ class Module:
         if name in self._buffers and not isinstance(value, (Parameter, Module)):
             object.__setattr__(self, name, value)  # a buffer stays a buffer when reassigned
             return
+        # as PyTorch: a parameter takes a Parameter (or None), a child module a Module (or None);
+        # anything else would silently drop it from parameters(), the optimiser and the state dict
+        if name in self._parameters and value is not None and not isinstance(value, Parameter):
+            raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} as parameter {name!r} "
+                            f"(nn.Parameter or None expected; wrap it: nn.Parameter(array), or del it first)")
+        if name in self._modules and value is not None and not isinstance(value, Module):
+            raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} as child module {name!r} "
+                            f"(nn.Module or None expected, or del it first)")
         for d in (self._parameters, self._modules, self._buffers):
             d.pop(name, None)
         if isinstance(value, Parameter):

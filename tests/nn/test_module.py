@@ -66,6 +66,26 @@ def test_reassigning_an_attribute_moves_it():
     assert [n for n, _ in b.named_parameters()] == []
 
 
+def test_assigning_a_non_parameter_to_a_parameter_is_an_error():
+    # PyTorch raises here; silently dropping the parameter would leave it out of parameters(),
+    # the optimiser and the state dict
+    fc = nn.Linear(3, 2)
+    with pytest.raises(TypeError, match=r"Linear: cannot assign Tensor as parameter 'weight'.*nn\.Parameter"):
+        fc.weight = md.tensor(np.zeros((2, 3), np.float32), requires_grad=True)
+    with pytest.raises(TypeError, match=r"cannot assign ndarray as parameter 'bias'"):
+        fc.bias = np.zeros(2, np.float32)
+    assert [n for n, _ in fc.named_parameters()] == ["weight", "bias"]
+    fc.weight = nn.Parameter(np.zeros((2, 3), np.float32))  # a Parameter (or None) is fine
+    assert np.all(fc.state_dict()["weight"] == 0)
+
+
+def test_assigning_a_non_module_to_a_child_module_is_an_error():
+    b = Block()
+    with pytest.raises(TypeError, match=r"Block: cannot assign int as child module 'fc'"):
+        b.fc = 3
+    assert "fc.weight" in b.state_dict()
+
+
 def test_setattr_before_init_is_a_clear_error():
     class Bad(nn.Module):
         def __init__(self):
