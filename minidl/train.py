@@ -577,6 +577,9 @@ def run_training(model=None, data=None, epochs=None, batch_size=None, lr=None, m
     net = build_model(config)
     train_set = presets.build_dataset(config, True, presets.make_transform(config, "train"))
     test_set = presets.build_dataset(config, False, presets.make_transform(config, "test"))
+    if len(test_set) == 0:
+        raise ValueError(f"--data {config['data']}: the held-out split is empty (a folder without train/ and val/ "
+                         f"holds out 10% of each class: give each class at least 6 images)")
     train_loader = DataLoader(train_set, config["batch_size"], shuffle=True, num_workers=workers, seed=config["seed"])
     test_loader = DataLoader(test_set, max(config["batch_size"], 64), num_workers=workers)
     opt = optim.SGD(net.parameters(), config["lr"], momentum=config["momentum"], weight_decay=config["weight_decay"])
@@ -614,6 +617,12 @@ def run_evaluation(path, data=None, ten_crop=False, device="cpu", batch_size=64,
         raise CheckpointError(f"{path}: no config.json beside it — give a run folder written by `minidl train` "
                               f"or a checkpoint inside one")
     if data is not None and data != config["data"]:
+        other = presets.data_config(data, config["image_size"], config["in_channels"])["classes"]
+        if list(other) != list(config["classes"]):
+            raise ValueError(f"--data {data}: its classes ({', '.join(map(str, other[:10]))}"
+                             f"{', …' if len(other) > 10 else ''}) are not the {len(config['classes'])} classes "
+                             f"{config['model']} was trained on ({', '.join(map(str, config['classes'][:10]))}"
+                             f"{', …' if len(config['classes']) > 10 else ''})")
         config = dict(config, data=data)
     net = build_model(config)
     state = read_weights(path)
@@ -643,6 +652,8 @@ def run_classify(images, model=None, weights=None, device="cpu", topk=5, log=pri
     from PIL import Image
     from minidl.data import presets
     from minidl.metrics import predict
+    if topk < 1:
+        raise ValueError(f"--top must be at least 1, got {topk}")
     if weights is None:
         raise ValueError("classify: give --weights (a run folder from `minidl train` or an .npz of weights)")
     config = read_config(weights)

@@ -96,3 +96,30 @@ def test_corrupt_config_json_names_the_file(capsys, tmp_path):
     assert cli.main(["eval", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "config.json" in err and err.count("\n") == 1
+
+
+def test_classify_top_must_be_positive(run_dir, capsys, tmp_path):
+    png = tmp_path / "x.png"
+    Image.new("L", (32, 32), 0).save(png)
+    for top in ("0", "-2"):
+        assert cli.main(["classify", str(png), "--weights", str(run_dir), "--top", top]) == 1
+        assert "--top" in capsys.readouterr().err
+
+
+def test_eval_on_other_data_needs_the_same_classes(capsys, tmp_path):
+    for name, classes in (("a", ("cat", "dog")), ("b", ("cat", "fish"))):
+        for c in classes:
+            (tmp_path / name / c).mkdir(parents=True)
+            for i in range(6 if name == "a" else 3):
+                Image.new("RGB", (20, 20), (40 * i, 0, 0)).save(tmp_path / name / c / f"{i}.png")
+    out = tmp_path / "run"
+    # 3 images a class hold none out (10%): said before training, naming the folder
+    assert cli.main(["train", "--data", str(tmp_path / "b"), "--epochs", "1", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "held-out" in err and str(tmp_path / "b") in err
+    assert cli.main(["train", "--data", str(tmp_path / "a"), "--epochs", "1", "--out", str(out),
+                     "--no-progress"]) == 0
+    capsys.readouterr()
+    assert cli.main(["eval", str(out), "--data", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert "classes" in err and "fish" in err
