@@ -181,7 +181,8 @@ class Mean(Sum):
     def forward(self, x):
         y = super().forward(x)
         self.count = int(np.prod([x.shape[a] for a in self.axes])) if self.axes else 1
-        return (y / self.count).astype(x.dtype, copy=False)
+        y = y / self.count
+        return y.astype(x.dtype, copy=False) if x.dtype.kind == "f" else y  # ints: a float mean, as NumPy
 
     def backward(self, gy):
         return super().backward(gy / self.count)

@@ -175,6 +175,14 @@ def test_mean_gradient_value():
     np.testing.assert_allclose(x.grad, np.full((2, 5), 0.2))
 
 
+def test_mean_of_integers_is_not_truncated():
+    # NumPy's rule: the mean of ints is a float (it was cast back to int64: mean([1, 2]) gave 1)
+    y = md.tensor([[1, 2], [4, 4]]).mean()
+    assert y.dtype.kind == "f" and y.item() == 2.75
+    np.testing.assert_array_equal(md.tensor([1, 2]).mean(axis=0, keepdims=True).data, [1.5])
+    assert md.tensor(np.ones(3, np.float32)).mean().dtype == np.float32
+
+
 def test_sum_to_inverts_broadcasting():
     g = np.ones((2, 3, 4))
     np.testing.assert_array_equal(F.sum_to(g, (3, 1)), np.full((3, 1), 8.0))
