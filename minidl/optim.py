@@ -33,7 +33,7 @@ class Optimizer:
         """Host copies of the optimiser's state, keyed by parameter position."""
         index = {id(p): i for i, p in enumerate(self.params)}
         return {"lr": self.lr,
-                "state": {index[k]: {n: backend.as_numpy(a) for n, a in v.items()}
+                "state": {index[k]: {n: _host_copy(a) for n, a in v.items()}
                           for k, v in self.state.items() if k in index}}
 
     def load_state_dict(self, sd):
@@ -42,6 +42,11 @@ class Optimizer:
         for i, st in sd["state"].items():
             p = self.params[int(i)]
             self.state[id(p)] = {n: backend.to_device(a, p.device).copy() for n, a in st.items()}
+
+
+def _host_copy(a):
+    """A numpy copy of a state array (as_numpy alone returns a CPU array itself, which step() updates)."""
+    return backend.as_numpy(a) if backend.device_of(a) != "cpu" else a.copy()
 
 
 class SGD(Optimizer):

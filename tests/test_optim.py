@@ -150,3 +150,17 @@ def test_warmup_lr():
         sched.step()
         lrs.append(opt.lr)
     np.testing.assert_allclose(lrs, [0.1, 0.175, 0.25, 0.325, 0.4, 0.4, 0.4])
+
+
+def test_sgd_state_dict_is_a_snapshot_not_the_live_state():
+    # its docstring promises host copies: a state dict kept aside (the best epoch's) must not change
+    # when training goes on (on the CPU it returned the very momentum arrays that step() updates)
+    w = md.tensor(np.ones(3, np.float32), requires_grad=True)
+    opt = optim.SGD([w], lr=0.1, momentum=0.9)
+    for _ in range(2):
+        w.grad = np.ones(3, np.float32)
+        opt.step()
+        if _ == 0:
+            sd = opt.state_dict()
+            kept = sd["state"][0]["momentum"].copy()
+    np.testing.assert_array_equal(sd["state"][0]["momentum"], kept)
