@@ -37,13 +37,14 @@ def topk_correct(scores, targets, ks=(1, 5)):
 
 def topk_error(scores, targets, k=1):
     """Top-k error in [0, 1] of scores (N, K) against targets (N,); ``k`` may be a tuple -> dict."""
-    ks = (k,) if isinstance(k, int) else tuple(k)
+    single = isinstance(k, (int, np.integer))
+    ks = (int(k),) if single else tuple(k)
     n = len(_host(targets).ravel())
     if n == 0:
         raise ValueError("topk_error: no samples")
     correct = topk_correct(scores, targets, ks)
     errors = {kk: 1.0 - correct[kk] / n for kk in ks}
-    return errors[k] if isinstance(k, int) else errors
+    return errors[int(k)] if single else errors
 
 
 def format_errors(top1, top5):
@@ -60,7 +61,7 @@ def _softmax(z):
 def predict(model, x, device="cpu"):
     """Class probabilities (N, K) as a host array for a batch x (N, C, H, W), or, for ten-crop
     batches x (N, V, C, H, W), softmax averaged over the V views (the AlexNet test protocol)."""
-    x = np.asarray(x, dtype=np.float32)
+    x = np.asarray(_host(x), dtype=np.float32)
     views = None
     if x.ndim == 5:
         n, views = x.shape[:2]
@@ -87,7 +88,7 @@ def evaluate(model, loader, device="cpu", ks=(1, 5)):
     n, nll = 0, 0.0
     try:
         for x, y in loader:
-            probs = predict(model, x, device)
+            probs, y = predict(model, x, device), _host(y)
             c = topk_correct(probs, y, ks)
             for k in ks:
                 correct[k] += c[k]

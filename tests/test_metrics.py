@@ -75,3 +75,14 @@ def test_evaluate_ten_crop_loader():
     assert ev["top1"] == pytest.approx(topk_error(probs, ds.y, 1))
     assert ev["top5"] == 0.0
     assert ev["loss"] == pytest.approx(-np.log(probs[np.arange(13), ds.y]).mean(), rel=1e-6)
+
+
+def test_predict_evaluate_and_topk_take_tensors_and_numpy_ints():
+    # a Tensor batch (or Tensor labels) used to fail inside np.asarray with "setting an array element
+    # with a sequence"; a NumPy integer k was taken for a tuple of ks
+    md.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    x, y = np.random.default_rng(0).standard_normal((5, 1, 2, 2)).astype(np.float32), np.array([0, 1, 2, 1, 0])
+    np.testing.assert_allclose(predict(model, md.tensor(x)), predict(model, x))
+    assert evaluate(model, [(md.tensor(x), md.tensor(y))], ks=(1, 2)) == evaluate(model, [(x, y)], ks=(1, 2))
+    assert topk_error(predict(model, x), y, k=np.int64(2)) == topk_error(predict(model, x), y, k=2)
