@@ -185,6 +185,8 @@ class Tensor:
             gys = [grads.pop(o, None) if o is not None else None for o in outs]
             if all(g is None for g in gys):
                 _leaf_uses_done(f, uses)
+                if not retain_graph:  # no gradient reached it, but its saved arrays are done with too
+                    f.release()
                 continue
             for o, gy in zip(outs, gys):
                 if o is not None and gy is not None and o._retain_grad:

@@ -123,6 +123,23 @@ def test_saved_arrays_are_freed_after_backward():
     assert f.inputs is None
 
 
+def test_functions_that_receive_no_gradient_are_freed_too():
+    # a Function whose backward returns None for an input that requires grad (a student's op with a
+    # non-differentiable input): the op that made that input gets no gradient, but must still drop
+    # its saved arrays after a backward without retain_graph
+    class FirstOnly(md.Function):
+        def forward(self, a, b):
+            return a + b
+
+        def backward(self, gy):
+            return gy, None
+    a, b0 = md.tensor(np.ones(3), requires_grad=True), md.tensor(np.ones(3), requires_grad=True)
+    b = b0 * 2.0
+    FirstOnly()(a, b).sum().backward()
+    assert b.creator.freed and not hasattr(b.creator, "a")
+    assert b0.grad is None and a.grad is not None
+
+
 def test_saved_array_memory_is_released():
     class Probe(np.ndarray):
         pass
