@@ -137,7 +137,8 @@ def check_layer(fn, reference=None, shapes=DEFAULT_SHAPES, inputs=None, *, check
     """Check a layer written by hand: its forward against ``reference`` and its backward numerically.
 
     fn: the layer. A ``Function`` subclass (a fresh instance is made per call), a ``Module``
-        (its parameters are checked too, temporarily in float64), or any callable taking Tensors
+        (its parameters are checked too, temporarily in float64; parameters and buffers are
+        restored afterwards), or any callable taking Tensors
         and returning a Tensor (or a tuple of Tensors).
     reference: optional callable of the same inputs (e.g. ``F.relu``); its output (Tensor or array)
         is compared with fn's. Without it only gradients are checked.
@@ -157,6 +158,9 @@ def check_layer(fn, reference=None, shapes=DEFAULT_SHAPES, inputs=None, *, check
     cases = inputs if inputs is not None else [_make_case(s, rng) for s in _normalize_shapes(shapes)]
 
     old = [(p, p.data) for _, p in params]
+    # buffers too: a training forward (BatchNorm's) updates them in place on every one of the many calls
+    old_buffers = [(m, b, getattr(m, b).copy()) for _, m, b in fn.named_buffers()
+                   if getattr(m, b, None) is not None] if isinstance(fn, Module) else []
     reports = []
     try:
         for _, p in params:  # float64 so that central differences are accurate
@@ -179,6 +183,12 @@ def check_layer(fn, reference=None, shapes=DEFAULT_SHAPES, inputs=None, *, check
         for p, data in old:
             p.data = data
             p.grad = None
+        for m, b, data in old_buffers:
+            current = getattr(m, b)
+            if getattr(current, "shape", None) == data.shape and current.dtype == data.dtype:
+                current[...] = data  # in place: whoever holds the buffer array sees it restored
+            else:
+                object.__setattr__(m, b, data)
 
     result = CheckResult(label, reports)
     if verbose:

@@ -173,6 +173,17 @@ def test_module_parameters_are_checked_and_restored():
         assert v.dtype == np.float32 and np.array_equal(v, before[k])
 
 
+def test_module_buffers_are_restored():
+    # checking a BatchNorm2d runs its training forward dozens of times: its running statistics and
+    # counter must be as they were afterwards, or the checked layer evaluates with garbage
+    md.manual_seed(0)
+    bn = nn.BatchNorm2d(2)
+    before = {k: v.copy() for k, v in bn.state_dict().items()}
+    assert check_layer(bn, shapes=[(2, 2, 3, 3)], verbose=False)
+    for k, v in bn.state_dict().items():
+        assert v.dtype == before[k].dtype and np.array_equal(v, before[k]), k
+
+
 # ---- each classic mistake fails, naming the input and with a hint ---------------------------------
 
 def test_wrong_sign_is_caught():
