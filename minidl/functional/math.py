@@ -80,7 +80,8 @@ class Pow(_Binary):
     def backward(self, gy):
         xp = backend.xp_of(gy)
         a, b = self.a, self.b
-        ga = sum_to(gy * b * a ** (b - 1), self.shapes[0]) if self.needs_input_grad[0] else None
+        # b * a**(b-1), written so that b = 0 gives 0 at a = 0 too (not 0 * inf = NaN)
+        ga = sum_to(gy * b * a ** xp.where(b == 0, 1, b - 1), self.shapes[0]) if self.needs_input_grad[0] else None
         gb = sum_to(gy * self.y * xp.log(a), self.shapes[1]) if self.needs_input_grad[1] else None
         return ga, gb
 

@@ -55,6 +55,14 @@ def test_pow_scalar_exponents():
     assert md.gradcheck(lambda x: x ** 2, t(randn(2, 3)))  # integer power of negatives
 
 
+def test_pow_zero_exponent_at_zero_base_has_zero_gradient():
+    # d/dx x**0 = 0 everywhere (PyTorch gives 0); 0 * 0**-1 made it NaN at x = 0
+    x = t([0.0, 2.0])
+    with np.errstate(all="raise"):
+        (x ** 0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [0.0, 0.0])
+
+
 def test_pow_tensor_exponent_and_base():
     a, b = positive(2, 3), randn(3, seed=3)
     np.testing.assert_allclose(F.pow(t(a), t(b)).data, a ** b, rtol=1e-12)
