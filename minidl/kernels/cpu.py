@@ -209,31 +209,44 @@ def _run(kernel, work, *args):
 def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, y, argmax):
     P, H, W = x.shape
     oh, ow = y.shape[1], y.shape[2]
+    xf, yf, af = x.reshape(-1), y.reshape(-1), argmax.reshape(-1)
+    uW = u64(W)
     for p in numba.prange(P):
+        base = u64(p) * u64(H * W)           # unsigned indices: Numba then skips its wraparound test
+        out = u64(p) * u64(oh * ow)
         for i in range(oh):
-            h0 = max(i * sh - ph, 0)  # padding is never a candidate: clip the window to the input
-            h1 = min(i * sh - ph + kh, H)
+            h0 = u64(max(i * sh - ph, 0))    # padding is never a candidate: clip the window to the input
+            h1 = u64(min(i * sh - ph + kh, H))
             for j in range(ow):
-                w0 = max(j * sw - pw, 0)
-                w1 = min(j * sw - pw + kw, W)
-                best = x[p, h0, w0]
-                where = h0 * W + w0
+                w0 = u64(max(j * sw - pw, 0))
+                w1 = u64(min(j * sw - pw + kw, W))
+                where = h0 * uW + w0
+                best = xf[base + where]
                 nan = False
                 for h in range(h0, h1):
+                    row = h * uW
                     for w in range(w0, w1):
-                        v = x[p, h, w]
+                        v = xf[base + row + w]
                         nan |= v != v  # a flag, not a branch: testing NaN inside the `if` halves the speed
                         if v > best:
                             best = v
-                            where = h * W + w
+                            where = row + w
                 if nan:  # rare: NaN propagates, the first one wins (as np.argmax); scan back to find it
-                    for h in range(h1 - 1, h0 - 1, -1):
-                        for w in range(w1 - 1, w0 - 1, -1):
-                            if x[p, h, w] != x[p, h, w]:
-                                best = x[p, h, w]
-                                where = h * W + w
-                y[p, i, j] = best
-                argmax[p, i, j] = where
+                    where = _first_nan(xf, base, uW, h0, h1, w0, w1, where)
+                    best = xf[base + where]
+                yf[out + u64(i * ow + j)] = best
+                af[out + u64(i * ow + j)] = where
+
+
+@numba.njit(cache=True, inline="always")
+def _first_nan(xf, base, uW, h0, h1, w0, w1, where):
+    """Flat index of the first NaN (row-major) in the window, which holds at least one."""
+    for h in range(h0, h1):
+        for w in range(w0, w1):
+            v = xf[base + h * uW + w]
+            if v != v:
+                return h * uW + w
+    return where
 
 
 def max_pool_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
