@@ -309,7 +309,7 @@ class Trainer:
     def __init__(self, model, train_loader, val_loader=None, *, epochs=10, lr=0.01, momentum=0.9,
                  weight_decay=5e-4, optimizer=None, schedule=None, batch_schedule=None, device="cpu",
                  out_dir=None, aux_weight=0.3, progress=None, is_main=True, after_backward=None,
-                 callbacks=(), config=None, log=None, save_filters=True):
+                 callbacks=(), config=None, log=None, save_filters=True, lr_factor=1):
         self.device = backend.check_device(device)
         self.model = model.to(self.device)
         self.train_loader, self.val_loader = train_loader, val_loader
@@ -325,6 +325,7 @@ class Trainer:
         self.config = dict(config or {})
         self.log = log if log is not None else (print if is_main else (lambda *a, **k: None))
         self.save_filters = save_filters
+        self.lr_factor = lr_factor  # the optimiser's lr is the config's times this (the ranks, when scaled)
         self.epoch = 0      # epochs finished
         self.step = 0       # optimiser steps taken
         self.history = []
@@ -341,7 +342,8 @@ class Trainer:
         meta = {"epoch": self.epoch, "step": self.step, "history": self.history, "config": self.config,
                 "rng": random.get_state(), "loader": self.train_loader.state_dict(),
                 "schedule": self.schedule.state_dict() if self.schedule is not None else None,
-                "batch_schedule": self.batch_schedule.state_dict() if self.batch_schedule is not None else None}
+                "batch_schedule": self.batch_schedule.state_dict() if self.batch_schedule is not None else None,
+                "lr_factor": self.lr_factor}
         save_checkpoint(path or self.checkpoint_path, self.model, self.optimizer, meta)
 
     def load_checkpoint(self, path=None):
@@ -356,6 +358,14 @@ class Trainer:
             self.schedule.load_state_dict(meta["schedule"])
         if self.batch_schedule is not None and meta.get("batch_schedule") is not None:
             self.batch_schedule.load_state_dict(meta["batch_schedule"])
+        # a run saved on N ranks with a linearly scaled lr resumed on M: the lr (and the schedules'
+        # base) follow the rule for M ranks
+        rescale = self.lr_factor / meta.get("lr_factor", 1)
+        if rescale != 1:
+            self.optimizer.lr *= rescale
+            for s in (self.schedule, self.batch_schedule):
+                if s is not None and hasattr(s, "base_lr"):
+                    s.base_lr *= rescale
         random.set_state(meta["rng"])
         self.train_loader.load_state_dict(meta["loader"])
         self.epoch, self.step, self.history = int(meta["epoch"]), int(meta["step"]), list(meta["history"])
@@ -592,7 +602,8 @@ def run_training(model=None, data=None, epochs=None, batch_size=None, lr=None, m
         f"images, {len(config['classes'])} classes) for {config['epochs']} epochs on {device}; outputs in {out}")
     trainer = Trainer(net, train_loader, test_loader, epochs=config["epochs"], optimizer=opt, schedule=sched,
                       device=device, out_dir=out, progress=progress, config=config, log=log,
-                      batch_schedule=warm, is_main=is_main)
+                      batch_schedule=warm, is_main=is_main,
+                      lr_factor=world if distributed and lr_scaling == "linear" else 1)
     if not distributed and new_dir:
         _make_run_dir(out)
     trainer.fit(resume=bool(resume))

@@ -53,6 +53,8 @@ def test_distributed_run_and_resume_on_two_and_one_rank(tmp_path):
     train(1, "--epochs", "2", "--out", one, "--resume")   # the same checkpoint, now on one process
     r1 = rows(one)
     assert len(r1) == 2 and r1[0] == r2[0]
+    # linear scaling: the 2-rank run's lr was doubled; resumed on 1 rank it is the 1-process lr again
+    assert float(r1[1]["lr"]) == pytest.approx(float(r2[1]["lr"]) / 2, rel=1e-12)
     b, c = weights(part), weights(one)
     assert not all(np.array_equal(first[k], b[k]) for k in b)  # epoch 2 did train
     assert not all(np.array_equal(c[k], b[k]) for k in b)      # 1 rank: other batches, other weights
