@@ -301,15 +301,16 @@ class Trainer:
     ``optim.ReduceLROnPlateau``…); ``batch_schedule`` once per step (``optim.WarmupLR``).
 
     Hooks for distributed training: ``after_backward(trainer)`` runs between backward and the
-    optimiser step (average gradients across processes there); only the process with
-    ``is_main=True`` writes files and prints. ``callbacks`` get ``on_step(trainer, loss)`` and
+    optimiser step (average gradients across processes there); ``shared_metric(value)`` returns
+    the value every process steps the epoch schedule with (rank 0's, so a plateau schedule lowers
+    the rate on all ranks alike); only the process with ``is_main=True`` writes files and prints. ``callbacks`` get ``on_step(trainer, loss)`` and
     ``on_epoch_end(trainer, row)`` if they define them.
     """
 
     def __init__(self, model, train_loader, val_loader=None, *, epochs=10, lr=0.01, momentum=0.9,
                  weight_decay=5e-4, optimizer=None, schedule=None, batch_schedule=None, device="cpu",
                  out_dir=None, aux_weight=0.3, progress=None, is_main=True, after_backward=None,
-                 callbacks=(), config=None, log=None, save_filters=True, lr_factor=1):
+                 callbacks=(), config=None, log=None, save_filters=True, lr_factor=1, shared_metric=None):
         self.device = backend.check_device(device)
         self.model = model.to(self.device)
         self.train_loader, self.val_loader = train_loader, val_loader
@@ -326,6 +327,7 @@ class Trainer:
         self.log = log if log is not None else (print if is_main else (lambda *a, **k: None))
         self.save_filters = save_filters
         self.lr_factor = lr_factor  # the optimiser's lr is the config's times this (the ranks, when scaled)
+        self.shared_metric = shared_metric
         self.epoch = 0      # epochs finished
         self.step = 0       # optimiser steps taken
         self.history = []
@@ -437,7 +439,10 @@ class Trainer:
                 ev = evaluate(self.model, self.val_loader, self.device)
                 row.update(val_loss=ev["loss"], val_top1_error=ev["top1"], val_top5_error=ev["top5"])
             if self.schedule is not None:
-                self.schedule.step(row.get("val_top1_error", train_err))
+                metric = row.get("val_top1_error", train_err)
+                if self.shared_metric is not None:
+                    metric = self.shared_metric(metric)
+                self.schedule.step(metric)
             row["seconds"] = round(time.perf_counter() - t0, 3)
             self.epoch = epoch + 1
             self.history.append(row)
@@ -603,7 +608,8 @@ def run_training(model=None, data=None, epochs=None, batch_size=None, lr=None, m
     trainer = Trainer(net, train_loader, test_loader, epochs=config["epochs"], optimizer=opt, schedule=sched,
                       device=device, out_dir=out, progress=progress, config=config, log=log,
                       batch_schedule=warm, is_main=is_main,
-                      lr_factor=world if distributed and lr_scaling == "linear" else 1)
+                      lr_factor=world if distributed and lr_scaling == "linear" else 1,
+                      shared_metric=dist_training.rank0_value if distributed else None)
     if not distributed and new_dir:
         _make_run_dir(out)
     trainer.fit(resume=bool(resume))

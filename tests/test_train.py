@@ -203,3 +203,22 @@ def test_run_files_are_readable_as_the_umask_allows(tmp_path):
     finally:
         os.umask(mask)
     assert (os.stat(tmp_path / "x.csv").st_mode & 0o777) == 0o644
+
+
+def test_epoch_schedule_steps_with_the_shared_metric():
+    """Distributed runs pass rank 0's held-out error to every rank's schedule (shared_metric)."""
+    md.manual_seed(0)
+    net = small_net(dropout=0.0)
+    opt = optim.SGD(net.parameters(), 0.01)
+    sched = optim.ReduceLROnPlateau(opt, factor=0.5, patience=0)
+    seen = []
+
+    def shared(value):
+        seen.append(value)
+        return 0.5  # the same "rank 0" error every epoch: no improvement after the first
+
+    trainer = train.Trainer(net, DataLoader(digits(16), 8), DataLoader(digits(8), 8), epochs=3, optimizer=opt,
+                            schedule=sched, progress=False, log=lambda *a: None, shared_metric=shared)
+    trainer.fit()
+    assert len(seen) == 3 and all(0.0 <= v <= 1.0 for v in seen)   # the local errors went in
+    assert opt.lr == pytest.approx(0.01 * 0.5 ** 2)                # plateau at the shared value: two drops

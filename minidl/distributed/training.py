@@ -52,3 +52,10 @@ def warmup(optimizer, warmup_epochs, steps_per_epoch, world):
         return None
     start = 1.0 / world if world > 1 else 0.1
     return optim.WarmupLR(optimizer, int(round(warmup_epochs * steps_per_epoch)), start_factor=start)
+
+
+def rank0_value(value):
+    """Rank 0's ``value`` on every rank. With per-rank BatchNorm statistics each rank measures its
+    own held-out error; the epoch schedule must step with one value, or a plateau schedule would
+    lower the rate on some ranks only and their weights would drift apart."""
+    return dist.get_comm().bcast(value, root=0)
