@@ -134,8 +134,8 @@ def mlp(act, depth, width, in_features=256, classes=10, gain=2 ** 0.5, seed=0):
     return md.nn.Sequential(*layers)
 
 
-def steps_to_error(model, x, y, target, lr, max_steps=800, batch_size=32, momentum=0.9, every=10, seed=0):
-    """SGD steps until the training error on (x, y) is <= target (checked every ``every`` steps); None if never."""
+def sgd_steps(model, x, y, lr, max_steps, batch_size=32, momentum=0.9, seed=0):
+    """Take up to ``max_steps`` SGD steps on shuffled mini-batches of (x, y); yields the step count."""
     opt = optim.SGD(model.parameters(), lr, momentum=momentum)
     rng = np.random.default_rng(seed)
     step = 0
@@ -148,10 +148,16 @@ def steps_to_error(model, x, y, target, lr, max_steps=800, batch_size=32, moment
             loss.backward()
             opt.step()
             step += 1
-            if step % every == 0 and error_of(model, x, y) <= target:
-                return step
+            yield step
             if step >= max_steps:
-                return None
+                return
+
+
+def steps_to_error(model, x, y, target, lr, max_steps=800, batch_size=32, momentum=0.9, every=10, seed=0):
+    """SGD steps until the training error on (x, y) is <= target (checked every ``every`` steps); None if never."""
+    for step in sgd_steps(model, x, y, lr, max_steps, batch_size, momentum, seed):
+        if step % every == 0 and error_of(model, x, y) <= target:
+            return step
     return None
 
 
@@ -203,23 +209,8 @@ class DenseNet(md.nn.Module):
 
 def training_error_curve(model, x, y, steps, lr, batch_size=32, momentum=0.9, every=10, seed=0):
     """Train for ``steps`` SGD steps; the training error on all of (x, y) every ``every`` steps (a list)."""
-    opt = optim.SGD(model.parameters(), lr, momentum=momentum)
-    rng = np.random.default_rng(seed)
-    curve, step = [], 0
-    while step < steps:
-        order = rng.permutation(len(x))
-        for s in range(0, len(x) - batch_size + 1, batch_size):
-            idx = order[s:s + batch_size]
-            loss = F.cross_entropy(model(md.tensor(x[idx])), y[idx])
-            model.zero_grad()
-            loss.backward()
-            opt.step()
-            step += 1
-            if step % every == 0:
-                curve.append(error_of(model, x, y))
-            if step >= steps:
-                break
-    return curve
+    return [error_of(model, x, y) for step in sgd_steps(model, x, y, lr, steps, batch_size, momentum, seed)
+            if step % every == 0]
 
 
 def degradation(depths=(4, 20), seeds=(0, 1, 2), steps=300, n=1024, width=32, lr=0.01, every=10):
