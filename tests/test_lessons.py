@@ -52,3 +52,23 @@ def test_notebook_runs_in_fast_mode(path, kernel_env):
     t0 = time.perf_counter()
     client.execute()            # raises CellExecutionError (with the cell and traceback) on any error
     print(f"{os.path.basename(path)}: {time.perf_counter() - t0:.1f} s")
+
+
+def _cells(nb):
+    return [(c.cell_type, c.source.strip()) for c in nb.cells]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])
+def test_notebook_and_its_py_source_agree(path):
+    """Each notebook is paired (jupytext) with a percent-format .py beside it: the reviewed source.
+
+    A lecturer edits either one in Jupyter (the pair is saved together); editing one outside
+    Jupyter and not the other fails here: `jupytext --sync lessons/*.ipynb` repairs it."""
+    jt = pytest.importorskip("jupytext", reason="pip install jupytext (or -e '.[test]')")
+    source = os.path.splitext(path)[0] + ".py"
+    assert os.path.exists(source), f"{os.path.basename(path)} has no paired {os.path.basename(source)}"
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent", \
+        f"{os.path.basename(path)} is not paired: jupytext --set-formats ipynb,py:percent {path}"
+    assert _cells(nb) == _cells(jt.read(source)), \
+        f"{os.path.basename(path)} and {os.path.basename(source)} differ: run jupytext --sync {path}"

@@ -1,0 +1,128 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 07 · VGG: stacks of 3x3 convolutions
+#
+# VGG (Simonyan & Zisserman 2014) uses only 3x3 convolutions with stride 1 and padding 1, several in
+# a row between 2x2 max-pools. Two stacked 3x3 layers see a 5x5 window of the input, three see 7x7
+# — the same as one large filter, with fewer weights and a non-linearity after every layer.
+
+# %%
+import os, sys
+sys.path.insert(0, os.path.abspath(".."))     # minidl from this checkout, even without pip install -e .
+import numpy as np
+import minidl as md
+from minidl import nn, functional as F, models
+from minidl.testing import check_layer
+from lessonlib import FAST, pick, digits, train, error_of, smooth, show
+md.manual_seed(0)
+print("fast mode" if FAST else "full mode")
+
+# %%
+from minidl.visualize import receptive_field
+for n in (1, 2, 3, 4):
+    stack = [nn.Conv2d(1, 1, 3, padding=1) for _ in range(n)]
+    print(f"{n} stacked 3x3 convs: receptive field {receptive_field(stack)[-1].size}x{receptive_field(stack)[-1].size}")
+
+# %% [markdown]
+# ## Measured, not just computed
+#
+# Back-propagate from the centre unit of the last layer: the input pixels with a non-zero gradient
+# are exactly those the unit can see.
+
+# %%
+for n in (1, 2, 3):
+    md.manual_seed(0)
+    stack = nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=1) for _ in range(n)])
+    x = md.tensor(np.zeros((1, 1, 15, 15)), requires_grad=True, dtype="float32")
+    y = stack(x)
+    y[0, 0, 7, 7].backward()
+    rows, cols = np.nonzero(x.grad[0, 0])
+    print(f"{n} layers: gradient reaches rows {rows.min()}..{rows.max()}, columns {cols.min()}..{cols.max()} "
+          f"-> {rows.max() - rows.min() + 1}x{cols.max() - cols.min() + 1}")
+
+# %% [markdown]
+# ## Weights: a stack against one big filter
+#
+# With C channels in and out (no biases): n layers of 3x3 have 9nC² weights, one (2n+1)x(2n+1)
+# layer has (2n+1)²C².
+
+# %%
+C = 64
+print(f"{'field':>6} {'3x3 stack':>12} {'one filter':>12} {'saving':>7} {'ReLUs':>6}")
+for n in (2, 3):
+    stack = sum(nn.Conv2d(C, C, 3, padding=1, bias=False).num_parameters() for _ in range(n))
+    big = nn.Conv2d(C, C, 2 * n + 1, padding=n, bias=False).num_parameters()
+    print(f"{2 * n + 1:>4}x{2 * n + 1:<1} {stack:>12,} {big:>12,} {100 * (1 - stack / big):>6.0f}% {n:>3} vs 1")
+
+# %% [markdown]
+# The paper's numbers: 27C² vs 49C² for 7x7, i.e. 45% fewer weights, with three non-linearities
+# instead of one.
+#
+# ## VGG16 in numbers
+
+# %%
+cfg16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+count, cin = 0, 3
+for v in cfg16:
+    if v != "M":
+        count += 9 * cin * v + v
+        cin = v
+count += (512 * 7 * 7 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 1000 + 1000)
+print(f"VGG16 parameters from its configuration: {count:,} (torchvision: 138,357,544)")
+if not FAST:   # building the real model allocates 138M weights (slow-ish): full mode only
+    vgg = models.vgg16()
+    print(f"models.vgg16(): {vgg.num_parameters():,}")
+    s = models.summary(vgg, (3, 224, 224))
+    print(f"multiply-adds per 224x224 image: {s.total_madds / 1e9:.2f} G")
+
+# %% [markdown]
+# The receptive field column of `models.summary` shows the field growing by 2 per 3x3 layer and
+# doubling its step at every pool:
+
+# %%
+small = models.vgg11() if not FAST else None
+feats = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                      nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+for f in receptive_field(feats):
+    print(f)
+
+
+# %% [markdown]
+# ## Exercise: a VGG block
+#
+# Write `my_vgg_block(cin, cout, n)`: n 3x3 convolutions (stride 1, padding 1) each followed by a
+# ReLU, then a 2x2 max-pool. The check: output shape, receptive field, and a gradient check.
+
+# %%
+def my_vgg_block(cin, cout, n):
+    # EXERCISE
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU())
+
+def check_block(fn):
+    md.manual_seed(0)
+    block = fn(2, 3, 2)
+    out = block(md.tensor(np.zeros((1, 2, 6, 6), dtype=np.float32)))
+    rf = receptive_field(block)[-1].size
+    ok = out.shape == (1, 3, 3, 3) and rf == 6
+    print(f"output {out.shape} (want (1, 3, 3, 3)), receptive field {rf} (want 6: 5 from two 3x3, +1 from the pool)")
+    return check_layer(block, shapes=[(1, 2, 4, 4)], name="vgg block") and ok
+
+check_block(my_vgg_block)
+
+# %%
+from solutions.vgg_block import vgg_block as my_vgg_block
+assert check_block(my_vgg_block)
