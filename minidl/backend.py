@@ -4,6 +4,7 @@ The backend of an op is the array module of its data (``xp_of``), as in Chainer 
 There is no global "current device". CuPy is imported lazily, and only if it is installed,
 so ``import minidl`` never pulls it in on a CPU-only machine.
 """
+import os
 import re
 
 import numpy as np
@@ -81,14 +82,21 @@ def device_of(array):
 
 
 def check_device(device):
+    """"cpu" or "cuda" for a device name; "cuda:0" is "cuda". Any other GPU index is refused: minidl
+    runs on CuPy's current device and never switches, so "cuda:1" would silently use GPU 0."""
     if device is None:
         return "cpu"
     device = str(device)
-    if device.startswith("cuda"):
-        return "cuda"
-    if device == "cpu":
-        return "cpu"
-    raise ValueError(f'unknown device {device!r}: expected "cpu" or "cuda"')
+    if device in ("cpu", "cuda"):
+        return device
+    if device.startswith("cuda:"):
+        index = device[5:]
+        if index == "0":
+            return "cuda"
+        if index.isdigit():
+            raise ValueError(f"device {device!r}: minidl runs on one GPU, CuPy's current device; use \"cuda\" and "
+                             f"choose the GPU with the environment variable CUDA_VISIBLE_DEVICES={index}")
+    raise ValueError(f'unknown device {device!r}: expected "cpu" or "cuda" (or "cuda:0")')
 
 
 def to_device(array, device):
@@ -110,8 +118,7 @@ def as_numpy(array):
 def scatter_add(target, index, values):
     """target[index] += values with repeated indices accumulated (np.add.at on either backend)."""
     if _is_cupy_array(target):
-        import cupyx
-        cupyx.scatter_add(target, index, values)
+        cupy().add.at(target, index, values)
     else:
         np.add.at(target, index, values)
     return target
@@ -126,20 +133,31 @@ def set_tf32(enabled):
     (about 3e-4 norm-wise) instead of about 1e-6, so float32 results no longer match the CPU to
     1e-4. Training is normally unaffected (PyTorch's allow_tf32 makes the same trade). float64 is
     never changed and the CPU ignores the setting. Convolutions are im2col + GEMM here, so TF32
-    covers them too. Implemented with CuPy's matmul compute type for float32, the setting that
-    CuPy's documented ``CUPY_TF32=1`` environment variable selects at start.
+    covers them too. Implemented as cuBLAS's TF32 math mode on the cuBLAS handle of CuPy's current
+    device and thread (through CuPy's public ``cupy.cuda.cublas`` binding); CuPy's documented
+    ``CUPY_TF32=1`` environment variable has the same effect from the start.
     """
-    require_gpu()
-    from cupy._core import _routines_linalg as linalg
-    linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32 if enabled else linalg.COMPUTE_TYPE_DEFAULT)
+    cp = require_gpu()
+    global _tf32
+    handle = cp.cuda.device.get_cublas_handle()
+    cublas = cp.cuda.cublas
+    cublas.setMathMode(handle, _CUBLAS_TF32_TENSOR_OP_MATH if enabled else _CUBLAS_DEFAULT_MATH)
+    _tf32 = bool(enabled)
+
+
+# cuBLAS math modes (cublas_api.h): TF32 lets single-precision GEMMs with a 32F compute type use
+# tensor cores. Set through CuPy's public cuBLAS binding on the handle CuPy's matmul uses.
+_CUBLAS_DEFAULT_MATH, _CUBLAS_TF32_TENSOR_OP_MATH = 0, 3
+_tf32 = None   # what set_tf32 last chose; None: never called
 
 
 def tf32_enabled():
     """True when float32 GEMMs on the GPU may use TF32 (after set_tf32(True), or CUPY_TF32=1 at start)."""
     if _cupy is None:
         return False
-    from cupy._core import _routines_linalg as linalg
-    return linalg.get_compute_type(np.float32) == linalg.COMPUTE_TYPE_TF32
+    if _tf32 is not None:
+        return _tf32
+    return os.environ.get("CUPY_TF32", "0") == "1"
 
 
 def out_of_memory(where, exc):

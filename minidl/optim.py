@@ -9,6 +9,8 @@ from minidl import backend, kernels
 
 
 class Optimizer:
+    HYPERPARAMETERS = ("lr",)   # saved by state_dict and restored by load_state_dict
+
     def __init__(self, params, lr):
         self.params = [p for p in params]
         if not self.params:
@@ -30,14 +32,17 @@ class Optimizer:
         return st
 
     def state_dict(self):
-        """Host copies of the optimiser's state, keyed by parameter position."""
+        """The hyperparameters and host copies of the optimiser's state, keyed by parameter position."""
         index = {id(p): i for i, p in enumerate(self.params)}
-        return {"lr": self.lr,
-                "state": {index[k]: {n: _host_copy(a) for n, a in v.items()}
-                          for k, v in self.state.items() if k in index}}
+        sd = {name: getattr(self, name) for name in self.HYPERPARAMETERS}
+        sd["state"] = {index[k]: {n: _host_copy(a) for n, a in v.items()} for k, v in self.state.items() if k in index}
+        return sd
 
     def load_state_dict(self, sd):
-        self.lr = sd["lr"]
+        """Restore what state_dict saved; hyperparameters missing from an older dict keep their values."""
+        for name in self.HYPERPARAMETERS:
+            if name in sd:
+                setattr(self, name, sd[name])
         self.state = {}
         for i, st in sd["state"].items():
             p = self.params[int(i)]
@@ -54,6 +59,7 @@ class SGD(Optimizer):
 
     Updates parameters in place on their own device.
     """
+    HYPERPARAMETERS = ("lr", "momentum", "weight_decay", "nesterov")
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
         super().__init__(params, lr)
@@ -62,9 +68,9 @@ class SGD(Optimizer):
         self.momentum, self.weight_decay, self.nesterov = momentum, weight_decay, nesterov
 
     def step(self):
-        # kernels.<backend>.sgd_update: d = g + weight_decay * p; v = momentum * v + d (v = d on the
-        # first step); p -= lr * (d + momentum * v if nesterov else v). NumPy array expressions on
-        # the CPU, one fused kernel per parameter on the GPU.
+        # minidl/kernels/sgd.py: d = g + weight_decay * p; v = momentum * v + d (v = d on the first
+        # step); p -= lr * (d + momentum * v if nesterov else v). One fused pass per parameter
+        # (Numba on the CPU, CUDA on the GPU).
         for p in self.params:
             if p.grad is None:
                 continue

@@ -11,7 +11,7 @@ class ReLU(Function):
         return y
 
     def backward(self, gy):
-        return kernels.of(gy).relu_backward(self.saved, gy)
+        return kernels.of(gy).relu_backward(gy, self.saved)
 
 
 class Tanh(Function):

@@ -9,8 +9,8 @@ Read ``Conv2d.forward`` and ``Conv2d.backward`` top to bottom; each chunk of the
                gx  = col2im(gcol)              (nb, C, H, W)        the adjoint of im2col: windows summed
 
 With ``groups`` (AlexNet's two GPU towers) the rows of col and of W split into ``groups`` blocks
-and each block gets its own GEMM. im2col/col2im live in minidl.kernels (Numba on the CPU, CuPy on
-the GPU), chosen by the array type.
+and each block gets its own GEMM. im2col/col2im live in minidl/kernels/conv.py (reference, Numba and
+CUDA side by side), chosen by the array type.
 
 Two things keep it fast and bounded on the CPU (see benchmarks/RESULTS.md):
 - the batch goes through in chunks, so the scratch matrices of one call stay under
@@ -28,6 +28,8 @@ import numpy as np
 
 from minidl import backend, kernels
 from minidl.autograd import Function
+from minidl.kernels import conv as kc
+from minidl.kernels._geometry import conv_window
 
 _tokens = itertools.count()  # labels for scratch contents: which conv call and chunk wrote them
 
@@ -75,17 +77,8 @@ def release_scratch():
 
 
 # ---- argument checks ------------------------------------------------------------------------------
-def _pair(name, v):
-    if isinstance(v, (int, np.integer)):
-        return int(v), int(v)
-    v = tuple(v)
-    if len(v) != 2 or not all(isinstance(a, (int, np.integer)) for a in v):
-        raise ValueError(f"conv2d: {name} must be an int or a pair of ints, got {v}")
-    return int(v[0]), int(v[1])
-
-
 def _check(x, w, b, stride, padding, groups):
-    """Validate shapes and options; raise ValueError naming conv2d and the numbers."""
+    """Validate shapes and options (ValueError naming conv2d and the numbers); return the Window."""
     if x.ndim != 4:
         raise ValueError(f"conv2d: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)} ({x.ndim}-D)")
     if w.ndim != 4:
@@ -108,15 +101,7 @@ def _check(x, w, b, stride, padding, groups):
                          f"{Cg} per group x {groups} groups = {Cg * groups}")
     if b is not None and tuple(b.shape) != (K,):
         raise ValueError(f"conv2d: bias has shape {tuple(b.shape)}, expected ({K},) for {K} output channels")
-    (sh, sw), (ph, pw) = _pair("stride", stride), _pair("padding", padding)
-    if sh < 1 or sw < 1:
-        raise ValueError(f"conv2d: stride must be >= 1, got {(sh, sw)}")
-    if ph < 0 or pw < 0:
-        raise ValueError(f"conv2d: padding must be >= 0, got {(ph, pw)}")
-    if kh > H + 2 * ph or kw > W + 2 * pw:
-        raise ValueError(f"conv2d: kernel {kh}x{kw} is larger than the padded input {H + 2 * ph}x{W + 2 * pw} "
-                         f"(input {H}x{W}, padding {(ph, pw)})")
-    return sh, sw, ph, pw
+    return conv_window("conv2d", H, W, (kh, kw), stride, padding)
 
 
 def _chunks(n, bytes_per_sample, xp=np):
@@ -126,59 +111,9 @@ def _chunks(n, bytes_per_sample, xp=np):
     return [(s, min(s + step, n)) for s in range(0, n, step)]
 
 
-# ---- 1x1 convolution, stride 1, no padding, one group, on the GPU: no im2col ----------------------
-# x (N, C, H, W) already is N matrices (C, H*W), the col of each sample, so the convolution is a
-# batched matrix multiply (K, C) @ (N, C, P) straight into y's layout (N, K, P): no im2col copy, no
-# (K, N*P) -> (N, K, P) transpose, no col2im. ResNet's bottlenecks, GoogLeNet's and NiN's
-# reductions are such convolutions. Only where it pays:
-# - on the GPU (cuBLAS batched GEMMs; memory passes cost more than launches). On the CPU OpenBLAS
-#   runs one (K, C) @ (C, N*P) GEMM 2-5x faster than N per-sample ones (measured on 2 cores), so
-#   the CPU keeps im2col (for 1x1 a plain transposing copy) + one GEMM;
-# - for P = H*W >= POINTWISE_MIN_P: with 7x7 planes the per-sample GEMMs get too thin.
-# The weight stays 2-D: NumPy's matmul leaves BLAS for a 3-D weight broadcast against a 4-D input.
-POINTWISE_MIN_P = 128
-POINTWISE_ON_CPU = False  # tests switch it on to check the same code on NumPy
-
-
-def _is_pointwise(xp, kh, kw, sh, sw, ph, pw, groups, P):
-    return (kh == kw == 1 and sh == sw == 1 and ph == pw == 0 and groups == 1 and P >= POINTWISE_MIN_P
-            and (xp is not np or POINTWISE_ON_CPU))
-
-
-def _pointwise_forward(xp, x, w, b):
-    N, C, H, W = x.shape
-    K = w.shape[0]
-    y = xp.matmul(w.reshape(K, C), x.reshape(N, C, H * W)).reshape(N, K, H, W)
-    if b is not None:
-        y += b.reshape(K, 1, 1)
-    return y
-
-
-def _pointwise_backward(xp, x, w, gy, need_gx, need_gw, need_gb):
-    N, C, H, W = x.shape
-    K, P = w.shape[0], H * W
-    w2, gy3, x3 = w.reshape(K, C), gy.reshape(N, K, P), x.reshape(N, C, P)
-    gx = gw = gb = None
-    if need_gx:
-        gx = xp.matmul(xp.ascontiguousarray(w2.T), gy3).reshape(x.shape)   # W.T @ gy, batched
-    if need_gw:
-        # gW = sum over n of gy[n] @ x[n].T: a batched product then a sum over n, unless that
-        # (N, K, C) temporary is larger than gy and x themselves; then transpose both into
-        # (K, N*P), (C, N*P) and make it one GEMM.
-        # (CuPy copies a transposed operand of a batched matmul: transpose the smaller of gy and x.)
-        if K * C <= (K + C) * P:
-            if C <= K:
-                gw = xp.matmul(gy3, x3.transpose(0, 2, 1)).sum(axis=0)
-            else:
-                gw = xp.matmul(x3, gy3.transpose(0, 2, 1)).sum(axis=0).T
-        else:
-            gyT = xp.ascontiguousarray(gy3.transpose(1, 0, 2)).reshape(K, N * P)
-            xT = xp.ascontiguousarray(x3.transpose(1, 0, 2)).reshape(C, N * P)
-            gw = gyT @ xT.T
-        gw = gw.reshape(w.shape)
-    if need_gb:
-        gb = gy3.sum(axis=2).sum(axis=0)
-    return gx, gw, gb
+# ---- 1x1 convolution, stride 1, no padding, one group, on the GPU: one batched GEMM, no im2col ----
+# (minidl/kernels/conv.py: where it pays, and why only on the GPU)
+_is_pointwise, _pointwise_forward, _pointwise_backward = kc.is_pointwise, kc.pointwise_forward, kc.pointwise_backward
 
 
 # ---- the op ---------------------------------------------------------------------------------------
@@ -192,16 +127,16 @@ class Conv2d(Function):
         self.stride, self.padding, self.groups = stride, padding, groups
 
     def forward(self, x, w, b=None):
-        sh, sw, ph, pw = _check(x, w, b, self.stride, self.padding, self.groups)
+        window = _check(x, w, b, self.stride, self.padding, self.groups)
+        kh, kw, oh, ow = window.kh, window.kw, window.oh, window.ow
         xp, k = backend.xp_of(x), kernels.of(x)
         N, C, H, W = x.shape
-        K, Cg, kh, kw = w.shape
+        K, Cg = w.shape[:2]
         G = self.groups
-        oh, ow = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
-        self.pointwise = _is_pointwise(xp, kh, kw, sh, sw, ph, pw, G, oh * ow)
+        self.pointwise = _is_pointwise(xp, window, G)
         if self.pointwise:
             x = xp.ascontiguousarray(x)
-            self.x, self.w, self.geometry = x, w, (kh, kw, sh, sw, ph, pw, oh, ow)
+            self.x, self.w, self.window = x, w, window
             return _pointwise_forward(xp, x, w, b)
         P = oh * ow
         x = xp.ascontiguousarray(x)
@@ -212,7 +147,7 @@ class Conv2d(Function):
         for n0, n1 in _chunks(N, (C * kh * kw + K) * P * x.itemsize, xp):
             nb = n1 - n0
             # 1. im2col: every receptive field of the chunk becomes a column
-            col = k.im2col(x[n0:n1], kh, kw, sh, sw, ph, pw,
+            col = k.im2col(x[n0:n1], window,
                            out=_scratch(xp, "col", (C * kh * kw, nb * P), x.dtype, (self.token, n0)))
             # 2. the GEMM, one per group: (K/G, C/G*kh*kw) @ (C/G*kh*kw, nb*P) -> (K/G, nb*P)
             colg = col.reshape(G, Cg * kh * kw, nb * P)
@@ -226,12 +161,13 @@ class Conv2d(Function):
                 xp.add(ymat, b[:, None], out=yc)
             else:
                 yc[...] = ymat
-        self.x, self.w, self.geometry = x, w, (kh, kw, sh, sw, ph, pw, oh, ow)
+        self.x, self.w, self.window = x, w, window
         return y
 
     def backward(self, gy):
         x, w = self.x, self.w
-        kh, kw, sh, sw, ph, pw, oh, ow = self.geometry
+        window = self.window
+        kh, kw, oh, ow = window.kh, window.kw, window.oh, window.ow
         xp, k = backend.xp_of(gy), kernels.of(gy)
         N, C, H, W = x.shape
         K, Cg, _, _ = w.shape
@@ -264,7 +200,7 @@ class Conv2d(Function):
                 shape = (C * kh * kw, nb * P)
                 col = _holds(xp, "col", shape, x.dtype, (self.token, n0))
                 if col is None:
-                    col = k.im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, out=_scratch(xp, "col", shape, x.dtype))
+                    col = k.im2col(x[n0:n1], window, out=_scratch(xp, "col", shape, x.dtype))
                 colg = col.reshape(G, Cg * kh * kw, nb * P)
                 for g in range(G):
                     gwT[g] += colg[g] @ gymat[g].T
@@ -274,7 +210,7 @@ class Conv2d(Function):
                 gcolg = gcol.reshape(G, Cg * kh * kw, nb * P)
                 for g in range(G):
                     xp.matmul(wg[g].T, gymat[g], out=gcolg[g])
-                k.col2im(gcol, (nb, C, H, W), kh, kw, sh, sw, ph, pw, out=gx[n0:n1])
+                k.col2im(gcol, (nb, C, H, W), window, out=gx[n0:n1])
         gw = xp.ascontiguousarray(gwT.transpose(0, 2, 1)).reshape(w.shape) if need_gw else None
         return (gx, gw, gb) if len(self.needs_input_grad) > 2 else (gx, gw)
 

@@ -1,28 +1,29 @@
 """Normalisation: local response normalisation (AlexNet, 2012) and batch normalisation (Ioffe & Szegedy, 2015)."""
 from minidl import kernels
 from minidl.autograd import Function, Tensor
+from minidl.kernels.batchnorm import BNParams
+from minidl.kernels.lrn import LRNParams
 
 
 class LocalResponseNorm(Function):
     """b[c] = a[c] / (k + alpha * sum over channels c - size//2 ... c + (size-1)//2 of a^2) ** beta."""
 
     def __init__(self, size, alpha, beta, k):
-        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+        self.params = LRNParams(size, alpha, beta, k)
 
     def forward(self, x):
         self.x_shape = x.shape
         if x.size == 0:  # an empty batch (or no channels): nothing to normalise, and the kernels cannot reshape it
             return x.copy()
         x4 = x.reshape(x.shape[0], x.shape[1], 1, -1) if x.ndim != 4 else x  # kernels take (N, C, H, W)
-        y, scale = kernels.of(x4).lrn_forward(x4, self.size, self.alpha, self.beta, self.k)
-        self.x4, self.y, self.scale = x4, y, scale
+        y, self.saved = kernels.of(x4).lrn_forward(x4, self.params)
         return y.reshape(self.x_shape)
 
     def backward(self, gy):
         if gy.size == 0:
             return gy.copy()
-        gx = kernels.of(gy).lrn_backward(self.x4, self.y, self.scale, gy.reshape(self.x4.shape),
-                                         self.size, self.alpha, self.beta, self.k)
+        n, c = self.x_shape[:2]
+        gx = kernels.of(gy).lrn_backward(gy.reshape(n, c, 1, -1) if gy.ndim != 4 else gy, self.saved, self.params)
         return gx.reshape(self.x_shape)
 
 
@@ -48,25 +49,23 @@ class BatchNorm(Function):
 
     def __init__(self, running_mean, running_var, training, momentum, eps, has_weight, has_bias):
         self.running_mean, self.running_var = running_mean, running_var
-        self.training, self.momentum, self.eps = training, momentum, eps
+        self.params = BNParams(training, momentum, eps)
         self.has_weight, self.has_bias = has_weight, has_bias
 
     def forward(self, x, *params):
         params = list(params)
-        self.weight = params.pop(0) if self.has_weight else None
+        weight = params.pop(0) if self.has_weight else None
         bias = params.pop(0) if self.has_bias else None
         # kernels see x as (N, C, L): one plane of L values per sample and channel
         self.x_shape = x.shape
         n, c = x.shape[:2]
         self.shape3 = (n, c, x.size // (n * c) if x.size else 0)
         y, self.saved = kernels.of(x).batch_norm_forward(
-            x.reshape(self.shape3), self.weight, bias,
-            self.running_mean, self.running_var, self.training, self.momentum, self.eps)
+            x.reshape(self.shape3), weight, bias, self.running_mean, self.running_var, self.params)
         return y.reshape(self.x_shape)
 
     def backward(self, gy):
-        gx, gw, gb = kernels.of(gy).batch_norm_backward(gy.reshape(self.shape3), self.saved, self.weight,
-                                                        self.training, self.has_bias)
+        gx, gw, gb = kernels.of(gy).batch_norm_backward(gy.reshape(self.shape3), self.saved, self.has_bias)
         grads = [gx.reshape(self.x_shape)]
         if self.has_weight:
             grads.append(gw)

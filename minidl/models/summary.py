@@ -25,23 +25,15 @@ import numpy as np
 from minidl import backend
 from minidl import nn
 from minidl.autograd import Tensor, enable_grad
+from minidl.kernels._geometry import conv_output_size, pair, pool_output_size
 
 Row = namedtuple("Row", "name kind depth output_shape params madds rf jump")
 
 
 # ---- shape rules: (module, input shape) -> (output shape, multiply-adds per image, kernel, stride) --
-def _pool_out(size, k, s, p, ceil):
-    span = size + 2 * p - k
-    if span < 0:
-        return 0
-    out = (-(-span // s) if ceil else span // s) + 1
-    if ceil and (out - 1) * s >= size + p:  # the last window must start inside the input (torch's rule)
-        out -= 1
-    return out
-
-
 def _pair(v):
-    return (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    # output_size may hold None (keep that size): a plain pair, not the kernel geometry's int check
+    return (v, v) if isinstance(v, (int, np.integer)) or v is None else tuple(v)
 
 
 def _check_4d(m, shape):
@@ -56,7 +48,7 @@ def _conv_rule(m, shape):
         raise ValueError(f"Conv2d: input has {c} channels, the layer expects {m.in_channels} "
                          f"(weight {tuple(m.weight.shape)}, groups={m.groups})")
     (kh, kw), (sh, sw), (ph, pw) = m.kernel_size, m.stride, m.padding
-    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    ho, wo = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
     if ho < 1 or wo < 1:
         raise ValueError(f"Conv2d: a {kh}x{kw} kernel does not fit a padded {h}x{w} input")
     madds = m.out_channels * (c // m.groups) * kh * kw * ho * wo
@@ -66,8 +58,10 @@ def _conv_rule(m, shape):
 def _pool_rule(m, shape):
     _check_4d(m, shape)
     n, c, h, w = shape
-    (kh, kw), (sh, sw), (ph, pw) = _pair(m.kernel_size), _pair(m.stride), _pair(m.padding)
-    ho, wo = _pool_out(h, kh, sh, ph, m.ceil_mode), _pool_out(w, kw, sw, pw, m.ceil_mode)
+    op = type(m).__name__
+    (kh, kw), (sh, sw) = pair(op, "kernel_size", m.kernel_size), pair(op, "stride", m.stride)
+    ph, pw = pair(op, "padding", m.padding)
+    ho, wo = pool_output_size(h, kh, sh, ph, m.ceil_mode), pool_output_size(w, kw, sw, pw, m.ceil_mode)
     if ho < 1 or wo < 1:
         raise ValueError(f"{type(m).__name__}: a {kh}x{kw} window does not fit a {h}x{w} input")
     return (n, c, ho, wo), 0, (kh, kw), (sh, sw)
@@ -116,7 +110,8 @@ def _same_rule(m, shape):
 
 RULES = [
     (nn.Conv2d, _conv_rule),
-    (nn.MaxPool2d, _pool_rule),            # AvgPool2d is a subclass
+    (nn.MaxPool2d, _pool_rule),
+    (nn.AvgPool2d, _pool_rule),
     (nn.AdaptiveAvgPool2d, _adaptive_rule),
     (nn.Linear, _linear_rule),
     (nn.Flatten, _flatten_rule),

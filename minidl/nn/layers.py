@@ -5,11 +5,8 @@ import numpy as np
 
 from minidl import functional as F
 from minidl import random
+from minidl.kernels._geometry import pair
 from minidl.nn.module import Module, Parameter
-
-
-def _pair(v):
-    return (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
 
 
 def _uniform(shape, bound):
@@ -43,7 +40,8 @@ class Conv2d(Module):
             raise ValueError(f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) "
                              f"must both be divisible by groups ({groups})")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
+        self.kernel_size = pair("Conv2d", "kernel_size", kernel_size)
+        self.stride, self.padding = pair("Conv2d", "stride", stride), pair("Conv2d", "padding", padding)
         self.groups = groups
         fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
         bound = 1.0 / math.sqrt(fan_in)
@@ -80,20 +78,26 @@ class Identity(Module):
         return x
 
 
-class MaxPool2d(Module):
+class _Pool2d(Module):
+    """What max and average pooling share: a window (kernel_size, stride = kernel_size by default,
+    padding, ceil_mode). Neither is the other: code that inverts a max-pool (the deconvnet's
+    unpooling with switches) must not take an average-pool for one."""
+
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         super().__init__()
         self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
         self.padding, self.ceil_mode = padding, ceil_mode
 
-    def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
-
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, ceil_mode={self.ceil_mode}"
 
 
-class AvgPool2d(MaxPool2d):
+class MaxPool2d(_Pool2d):
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+
+
+class AvgPool2d(_Pool2d):
     def forward(self, x):
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
 

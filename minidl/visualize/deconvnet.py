@@ -85,6 +85,9 @@ class Deconvnet:
     def __init__(self, net):
         self.layers = flatten_layers(net)
         for i, m in enumerate(self.layers):
+            if isinstance(m, nn.AvgPool2d):  # no switches to unpool with: ZF's inversion is for max-pooling
+                raise TypeError(f"Deconvnet: layer {i} is an AvgPool2d; the deconvnet unpools max-pooling layers "
+                                "only (with the switches of each maximum), and an average has none")
             if not isinstance(m, (nn.Conv2d, nn.ReLU, nn.MaxPool2d) + PASS_THROUGH):
                 raise TypeError(f"Deconvnet: layer {i} is a {type(m).__name__}; only Conv2d, ReLU, MaxPool2d, "
                                 "LocalResponseNorm, Dropout, BatchNorm2d and Identity can be inverted "
@@ -101,9 +104,9 @@ class Deconvnet:
         with no_grad():
             for m in self.layers[:layer + 1]:
                 if isinstance(m, nn.MaxPool2d):
-                    geometry = _pool_geometry("deconvnet", x, m.kernel_size, m.stride, m.padding, m.ceil_mode)
-                    y, switches = kernels.of(x).max_pool_forward(x, *geometry)
-                    self.saved.append((switches, x.shape))
+                    window = _pool_geometry("deconvnet", x, m.kernel_size, m.stride, m.padding, m.ceil_mode)
+                    y, switches = kernels.of(x).max_pool_forward(x, window)
+                    self.saved.append((switches, window))
                 elif isinstance(m, PASS_THROUGH):
                     y = m(Tensor(x)).data
                     self.saved.append(None)
@@ -136,8 +139,8 @@ class Deconvnet:
         """Send a reconstruction r (shaped like layer ``layer``'s output) down to the input, layer by layer."""
         for m, saved in zip(reversed(self.layers[:layer + 1]), reversed(self.saved)):
             if isinstance(m, nn.MaxPool2d):
-                switches, in_shape = saved
-                r = kernels.of(r).max_pool_backward(r, switches, in_shape)   # unpool with the switches
+                switches, window = saved
+                r = kernels.of(r).max_pool_backward(r, switches, window)     # unpool with the switches
             elif isinstance(m, nn.ReLU):
                 r = r * (r > 0)                                              # rectify the reconstruction
             elif isinstance(m, nn.Conv2d):

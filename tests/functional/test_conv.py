@@ -6,7 +6,9 @@ import pytest
 
 import minidl as md
 from minidl import functional as F
+from minidl import kernels
 from minidl.functional import conv as conv_module
+from minidl.kernels import conv as kernel_conv
 
 
 def _conv_loops(x, w, b, stride, padding, groups):
@@ -108,7 +110,7 @@ def test_two_convs_sharing_scratch_buffers():
 
 
 def test_backward_reuses_col_only_while_the_buffer_holds_it(monkeypatch):
-    from minidl.kernels import cpu
+    cpu = kernels.get("numba")
     calls = []
     real = cpu.im2col
     monkeypatch.setattr(cpu, "im2col", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
@@ -153,12 +155,12 @@ def test_chunked_batches_equal_one_chunk(monkeypatch):
 # summed over n when K*C is small next to P, transposed copies otherwise).
 @pytest.fixture
 def pointwise_on_cpu(monkeypatch):
-    monkeypatch.setattr(conv_module, "POINTWISE_ON_CPU", True)
-    monkeypatch.setattr(conv_module, "POINTWISE_MIN_P", 1)
+    monkeypatch.setattr(kernel_conv, "POINTWISE_ON_CPU", True)
+    monkeypatch.setattr(kernel_conv, "POINTWISE_MIN_P", 1)
 
 
 def test_pointwise_path_is_off_on_the_cpu_by_default(monkeypatch):
-    from minidl.kernels import cpu
+    cpu = kernels.get("numba")
     calls = []
     real = cpu.im2col
     monkeypatch.setattr(cpu, "im2col", lambda *a, **kw: calls.append(1) or real(*a, **kw))
@@ -175,7 +177,7 @@ def test_pointwise_path_is_off_on_the_cpu_by_default(monkeypatch):
     (8, 8, 1, 1, 4, False),
 ])
 def test_pointwise_conv_without_im2col(monkeypatch, pointwise_on_cpu, c, k, h, w, groups, with_bias):
-    from minidl.kernels import cpu
+    cpu = kernels.get("numba")
     if groups == 1:
         monkeypatch.setattr(cpu, "im2col", lambda *a, **kw: pytest.fail("a 1x1 convolution called im2col"))
         monkeypatch.setattr(cpu, "col2im", lambda *a, **kw: pytest.fail("a 1x1 convolution called col2im"))

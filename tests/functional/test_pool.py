@@ -111,9 +111,14 @@ def test_max_pool_switches_match_torch_indices():
     torch = pytest.importorskip("torch")
     x = np.random.default_rng(0).standard_normal((2, 3, 11, 10)).astype(np.float32)
     from minidl import kernels
-    _, argmax = kernels.of(x).max_pool_forward(x, 3, 3, 2, 2, 1, 1, 6, 6)
+    from minidl.kernels._geometry import Window
+    _, switches = kernels.of(x).max_pool_forward(x, Window(11, 10, 3, 3, 2, 2, 1, 1, 6, 6))
+    # a switch is the maximum's place in its 3x3 window; torch gives its place in the 11x10 plane
+    i, j = np.arange(6)[:, None], np.arange(6)[None, :]
+    h, w = i * 2 - 1 + switches // 3, j * 2 - 1 + switches % 3
     _, idx = torch.nn.functional.max_pool2d(torch.tensor(x), 3, 2, 1, ceil_mode=True, return_indices=True)
-    np.testing.assert_array_equal(argmax, idx.numpy())
+    np.testing.assert_array_equal(h * 10 + w, idx.numpy())
+    assert switches.min() >= 0 and switches.max() < 9
 
 
 @pytest.mark.parametrize("out", [1, 2, 3, (3, 4), (5, 2), 7])

@@ -1,0 +1,337 @@
+"""Pooling kernels: max (with switches), average, adaptive average -- reference, Numba and CUDA.
+
+    max_pool_forward(x, window) -> y (N, C, oh, ow), switches int32 (N, C, oh, ow)
+    max_pool_backward(gy, switches, window) -> gx (N, C, H, W)
+    avg_pool_forward(x, window) -> y, None           (padding counted in the divisor, as PyTorch)
+    avg_pool_backward(gy, None, window) -> gx
+    adaptive_avg_pool_forward(x, (oh, ow)) -> y, None;  adaptive_avg_pool_backward(gy, None, x_shape) -> gx
+
+A switch is the position of the maximum inside its kh x kw window, (h - h0) * kw + (w - w0) with
+(h0, w0) = (i*sh - ph, j*sw - pw) the window's corner in the padded frame: so the backward can be a
+gather (each input pixel looks at the few windows covering it), with no atomics on the GPU.
+Padding never wins the max; ties and NaN: the first in row-major order wins, as np.argmax.
+The CUDA source is cuda/pool.cu; the autograd Functions are in minidl/functional/pool.py.
+"""
+import numpy as np
+
+from minidl import backend
+from minidl.kernels import _cuda, _numba
+from minidl.kernels._numba import njit, prange, u64
+
+OPS = ("max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
+       "adaptive_avg_pool_forward", "adaptive_avg_pool_backward")
+
+
+def _span(i, stride, pad, kernel, size):
+    """Output i's window on one axis: start (padded frame), the clipped [lo, hi), PyTorch's divisor extent."""
+    start = i * stride - pad
+    end = min(start + kernel, size + pad)  # padding counts, anything past it (ceil mode) does not
+    return start, max(start, 0), min(end, size), end - start
+
+
+def adaptive_bounds(size, out):
+    """PyTorch's windows: output i averages rows floor(i*size/out) ... ceil((i+1)*size/out) - 1."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+# ==== reference: a loop over output positions, each window an obvious NumPy slice ====
+
+def reference_max_pool_forward(x, window):
+    w = window
+    n, c = x.shape[:2]
+    y = np.empty((n, c, w.oh, w.ow), dtype=x.dtype)
+    switches = np.empty((n, c, w.oh, w.ow), dtype=np.int32)
+    for i in range(w.oh):
+        hs, h0, h1, _ = _span(i, w.sh, w.ph, w.kh, w.h)
+        for j in range(w.ow):
+            ws, w0, w1, _ = _span(j, w.sw, w.pw, w.kw, w.w)
+            win = x[:, :, h0:h1, w0:w1].reshape(n, c, -1)
+            a = win.argmax(axis=2)
+            y[:, :, i, j] = np.take_along_axis(win, a[..., None], axis=2)[..., 0]
+            switches[:, :, i, j] = (h0 + a // (w1 - w0) - hs) * w.kw + (w0 + a % (w1 - w0) - ws)
+    return y, switches
+
+
+def reference_max_pool_backward(gy, switches, window):
+    w = window
+    n, c = gy.shape[:2]
+    gx = np.zeros((n, c, w.h, w.w), dtype=gy.dtype)
+    nn, cc = np.meshgrid(np.arange(n), np.arange(c), indexing="ij")
+    for i in range(w.oh):
+        for j in range(w.ow):
+            s = switches[:, :, i, j]
+            gx[nn, cc, i * w.sh - w.ph + s // w.kw, j * w.sw - w.pw + s % w.kw] += gy[:, :, i, j]
+    return gx
+
+
+def reference_avg_pool_forward(x, window):
+    w = window
+    y = np.empty(x.shape[:2] + (w.oh, w.ow), dtype=x.dtype)
+    for i in range(w.oh):
+        _, h0, h1, dh = _span(i, w.sh, w.ph, w.kh, w.h)
+        for j in range(w.ow):
+            _, w0, w1, dw = _span(j, w.sw, w.pw, w.kw, w.w)
+            y[:, :, i, j] = x[:, :, h0:h1, w0:w1].sum(axis=(2, 3)) / (dh * dw)
+    return y, None
+
+
+def reference_avg_pool_backward(gy, saved, window):
+    w = window
+    gx = np.zeros(gy.shape[:2] + (w.h, w.w), dtype=gy.dtype)
+    for i in range(w.oh):
+        _, h0, h1, dh = _span(i, w.sh, w.ph, w.kh, w.h)
+        for j in range(w.ow):
+            _, w0, w1, dw = _span(j, w.sw, w.pw, w.kw, w.w)
+            gx[:, :, h0:h1, w0:w1] += gy[:, :, i, j, None, None] / (dh * dw)
+    return gx
+
+
+def reference_adaptive_avg_pool_forward(x, out_size):
+    xp = backend.xp_of(x)  # the GPU's fallback for unequal windows, too
+    (oh, ow), (h, w) = out_size, x.shape[2:]
+    y = xp.empty(x.shape[:2] + (oh, ow), dtype=x.dtype)
+    for i, (h0, h1) in enumerate(adaptive_bounds(h, oh)):
+        for j, (w0, w1) in enumerate(adaptive_bounds(w, ow)):
+            y[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+    return y, None
+
+
+def reference_adaptive_avg_pool_backward(gy, saved, x_shape):
+    xp = backend.xp_of(gy)
+    (oh, ow), (h, w) = gy.shape[2:], x_shape[2:]
+    gx = xp.zeros(tuple(x_shape), dtype=gy.dtype)
+    for i, (h0, h1) in enumerate(adaptive_bounds(h, oh)):
+        for j, (w0, w1) in enumerate(adaptive_bounds(w, ow)):
+            gx[:, :, h0:h1, w0:w1] += gy[:, :, i, j, None, None] / ((h1 - h0) * (w1 - w0))
+    return gx
+
+
+# ==== Numba: the (N, C) planes flattened to P, one plane per thread (prange), no shared outputs ====
+
+def _planes(x):
+    n, c = x.shape[:2]
+    return np.ascontiguousarray(x).reshape((n * c,) + x.shape[2:])
+
+
+@njit(cache=True, parallel=True)
+def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, y, switches):
+    P, H, W = x.shape
+    oh, ow = y.shape[1], y.shape[2]
+    xf, yf, sf = x.reshape(-1), y.reshape(-1), switches.reshape(-1)
+    uW = u64(W)
+    for p in prange(P):
+        base = u64(p) * u64(H * W)           # unsigned indices: Numba then skips its wraparound test
+        out = u64(p) * u64(oh * ow)
+        for i in range(oh):
+            hs = i * sh - ph
+            h0, h1 = u64(max(hs, 0)), u64(min(hs + kh, H))   # padding is never a candidate
+            for j in range(ow):
+                ws = j * sw - pw
+                w0, w1 = u64(max(ws, 0)), u64(min(ws + kw, W))
+                where = h0 * uW + w0
+                best = xf[base + where]
+                nan = False
+                for h in range(h0, h1):
+                    row = h * uW
+                    for w in range(w0, w1):
+                        v = xf[base + row + w]
+                        nan |= v != v  # a flag, not a branch: testing NaN inside the `if` halves the speed
+                        if v > best:
+                            best = v
+                            where = row + w
+                if nan:  # rare: NaN propagates, the first one wins (as np.argmax); scan back to find it
+                    where = _first_nan(xf, base, uW, h0, h1, w0, w1, where)
+                    best = xf[base + where]
+                yf[out + u64(i * ow + j)] = best
+                sf[out + u64(i * ow + j)] = (int(where // uW) - hs) * kw + (int(where % uW) - ws)
+
+
+@njit(cache=True, inline="always")
+def _first_nan(xf, base, uW, h0, h1, w0, w1, where):
+    """Flat index of the first NaN (row-major) in the window, which holds at least one."""
+    for h in range(h0, h1):
+        for w in range(w0, w1):
+            v = xf[base + h * uW + w]
+            if v != v:
+                return h * uW + w
+    return where
+
+
+def numba_max_pool_forward(x, window):
+    w = window
+    n, c = x.shape[:2]
+    y = np.empty((n * c, w.oh, w.ow), dtype=x.dtype)
+    switches = np.empty((n * c, w.oh, w.ow), dtype=np.int32)
+    _numba.run(_max_pool_fwd, y.size * w.kh * w.kw, _planes(x), w.kh, w.kw, w.sh, w.sw, w.ph, w.pw, y, switches)
+    return y.reshape(n, c, w.oh, w.ow), switches.reshape(n, c, w.oh, w.ow)
+
+
+@njit(cache=True, parallel=True)
+def _max_pool_bwd(gy, switches, kw, sh, sw, ph, pw, gx):
+    P, oh, ow = gy.shape
+    for p in prange(P):
+        for i in range(oh):
+            for j in range(ow):
+                s = switches[p, i, j]
+                gx[p, i * sh - ph + s // kw, j * sw - pw + s % kw] += gy[p, i, j]  # windows may overlap
+
+
+def numba_max_pool_backward(gy, switches, window):
+    w = window
+    n, c = gy.shape[:2]
+    gx = np.zeros((n * c, w.h, w.w), dtype=gy.dtype)
+    _numba.run(_max_pool_bwd, gy.size, _planes(gy), _planes(switches), w.kw, w.sh, w.sw, w.ph, w.pw, gx)
+    return gx.reshape(n, c, w.h, w.w)
+
+
+@njit(cache=True, inline="always")
+def _divisor_span(i, stride, pad, kernel, size):
+    start = i * stride - pad
+    end = min(start + kernel, size + pad)  # the divisor counts padding but not what lies past it (ceil mode)
+    return max(start, 0), min(end, size), end - start
+
+
+@njit(cache=True, parallel=True)
+def _avg_pool_fwd(x, kh, kw, sh, sw, ph, pw, y):
+    P, H, W = x.shape
+    oh, ow = y.shape[1], y.shape[2]
+    for p in prange(P):
+        for i in range(oh):
+            h0, h1, dh = _divisor_span(i, sh, ph, kh, H)
+            for j in range(ow):
+                w0, w1, dw = _divisor_span(j, sw, pw, kw, W)
+                acc = 0.0
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        acc += x[p, h, w]
+                y[p, i, j] = acc / (dh * dw)
+
+
+def numba_avg_pool_forward(x, window):
+    w = window
+    n, c = x.shape[:2]
+    y = np.empty((n * c, w.oh, w.ow), dtype=x.dtype)
+    _numba.run(_avg_pool_fwd, y.size * w.kh * w.kw, _planes(x), w.kh, w.kw, w.sh, w.sw, w.ph, w.pw, y)
+    return y.reshape(n, c, w.oh, w.ow), None
+
+
+@njit(cache=True, parallel=True)
+def _avg_pool_bwd(gy, kh, kw, sh, sw, ph, pw, gx):
+    P, H, W = gx.shape
+    oh, ow = gy.shape[1], gy.shape[2]
+    for p in prange(P):
+        for i in range(oh):
+            h0, h1, dh = _divisor_span(i, sh, ph, kh, H)
+            for j in range(ow):
+                w0, w1, dw = _divisor_span(j, sw, pw, kw, W)
+                g = gy[p, i, j] / (dh * dw)
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        gx[p, h, w] += g
+
+
+def numba_avg_pool_backward(gy, saved, window):
+    w = window
+    n, c = gy.shape[:2]
+    gx = np.zeros((n * c, w.h, w.w), dtype=gy.dtype)
+    _numba.run(_avg_pool_bwd, gy.size * w.kh * w.kw, _planes(gy), w.kh, w.kw, w.sh, w.sw, w.ph, w.pw, gx)
+    return gx.reshape(n, c, w.h, w.w)
+
+
+@njit(cache=True, parallel=True)
+def _adaptive_fwd(x, y):
+    P, H, W = x.shape
+    oh, ow = y.shape[1], y.shape[2]
+    for p in prange(P):
+        for i in range(oh):
+            h0, h1 = i * H // oh, -(-(i + 1) * H // oh)
+            for j in range(ow):
+                w0, w1 = j * W // ow, -(-(j + 1) * W // ow)
+                acc = 0.0
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        acc += x[p, h, w]
+                y[p, i, j] = acc / ((h1 - h0) * (w1 - w0))
+
+
+@njit(cache=True, parallel=True)
+def _adaptive_bwd(gy, gx):
+    P, H, W = gx.shape
+    oh, ow = gy.shape[1], gy.shape[2]
+    for p in prange(P):
+        for i in range(oh):
+            h0, h1 = i * H // oh, -(-(i + 1) * H // oh)
+            for j in range(ow):
+                w0, w1 = j * W // ow, -(-(j + 1) * W // ow)
+                g = gy[p, i, j] / ((h1 - h0) * (w1 - w0))
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        gx[p, h, w] += g
+
+
+def numba_adaptive_avg_pool_forward(x, out_size):
+    (oh, ow), (n, c) = out_size, x.shape[:2]
+    y = np.empty((n * c, oh, ow), dtype=x.dtype)
+    _numba.run(_adaptive_fwd, x.size, _planes(x), y)
+    return y.reshape(n, c, oh, ow), None
+
+
+def numba_adaptive_avg_pool_backward(gy, saved, x_shape):
+    n, c, h, w = x_shape
+    gx = np.zeros((n * c, h, w), dtype=gy.dtype)
+    _numba.run(_adaptive_bwd, gx.size, _planes(gy), gx)
+    return gx.reshape(x_shape)
+
+
+# ==== CUDA (cuda/pool.cu): one thread per output forward; backward a gather, one thread per input ====
+
+def cuda_max_pool_forward(x, window):
+    cp, x = _cuda.cupy(), _cuda.contiguous(x)
+    n, c = x.shape[:2]
+    y = cp.empty((n, c, window.oh, window.ow), dtype=x.dtype)
+    switches = cp.empty((n, c, window.oh, window.ow), dtype=np.int32)
+    _cuda.launch("pool", "max_pool_fwd_kernel", x.dtype, y.size,
+                 (x, y, switches, np.int64(y.size)) + _cuda.window_args(window))
+    return y, switches
+
+
+def cuda_max_pool_backward(gy, switches, window):
+    cp, gy = _cuda.cupy(), _cuda.contiguous(gy)
+    switches = _cuda.contiguous(switches).astype(np.int32, copy=False)
+    gx = cp.empty(gy.shape[:2] + (window.h, window.w), dtype=gy.dtype)
+    _cuda.launch("pool", "max_pool_bwd_kernel", gy.dtype, gx.size,
+                 (gy, switches, gx, np.int64(gx.size)) + _cuda.window_args(window))
+    return gx
+
+
+def cuda_avg_pool_forward(x, window):
+    cp, x = _cuda.cupy(), _cuda.contiguous(x)
+    y = cp.empty(x.shape[:2] + (window.oh, window.ow), dtype=x.dtype)
+    _cuda.launch("pool", "avg_pool_fwd_kernel", x.dtype, y.size, (x, y, np.int64(y.size)) + _cuda.window_args(window))
+    return y, None
+
+
+def cuda_avg_pool_backward(gy, saved, window):
+    cp, gy = _cuda.cupy(), _cuda.contiguous(gy)
+    gx = cp.empty(gy.shape[:2] + (window.h, window.w), dtype=gy.dtype)
+    _cuda.launch("pool", "avg_pool_bwd_kernel", gy.dtype, gx.size,
+                 (gy, gx, np.int64(gx.size)) + _cuda.window_args(window))
+    return gx
+
+
+def cuda_adaptive_avg_pool_forward(x, out_size):
+    """Equal disjoint windows: one reshape and a mean; otherwise the reference's slices, on the GPU."""
+    (oh, ow), (n, c, h, w) = out_size, x.shape
+    if h % oh == 0 and w % ow == 0:
+        return x.reshape(n, c, oh, h // oh, ow, w // ow).mean(axis=(3, 5)), None
+    return reference_adaptive_avg_pool_forward(x, out_size)
+
+
+def cuda_adaptive_avg_pool_backward(gy, saved, x_shape):
+    (n, c, h, w), (oh, ow) = x_shape, gy.shape[2:]
+    if h % oh == 0 and w % ow == 0:
+        cp, kh, kw = _cuda.cupy(), h // oh, w // ow
+        g = gy[:, :, :, None, :, None] / (kh * kw)
+        return cp.ascontiguousarray(cp.broadcast_to(g, (n, c, oh, kh, ow, kw))).reshape(tuple(x_shape))
+    return reference_adaptive_avg_pool_backward(gy, saved, x_shape)
+
