@@ -82,6 +82,23 @@ def test_to_cpu_and_as_numpy():
     assert backend.to_device(a, "cpu") is a
     assert backend.check_device(None) == "cpu"
     assert backend.check_device("cuda:0") == "cuda"
+    assert backend.check_device("cuda") == "cuda"
+
+
+@pytest.mark.parametrize("name", ["cuda:1", "cuda:7"])
+def test_other_gpu_indices_are_refused_with_the_way_to_choose_a_gpu(name):
+    # minidl runs on CuPy's current device: "cuda:1" must not silently become GPU 0
+    index = name[5:]
+    for call in (lambda: backend.check_device(name), lambda: md.tensor([1.0], device=name),
+                 lambda: md.nn.Linear(2, 2).to(name)):
+        with pytest.raises(ValueError, match=rf"'{name}'.*CUDA_VISIBLE_DEVICES={index}"):
+            call()
+
+
+@pytest.mark.parametrize("name", ["cuda:", "cuda:x", "cuda:-1", "cuda:0:0"])
+def test_malformed_cuda_names_are_unknown_devices(name):
+    with pytest.raises(ValueError, match="unknown device"):
+        backend.check_device(name)
     np.testing.assert_array_equal(backend.as_numpy([1, 2]), [1, 2])
 
 

@@ -164,3 +164,15 @@ def test_sgd_state_dict_is_a_snapshot_not_the_live_state():
             sd = opt.state_dict()
             kept = sd["state"][0]["momentum"].copy()
     np.testing.assert_array_equal(sd["state"][0]["momentum"], kept)
+
+
+def test_sgd_state_dict_stores_and_restores_the_hyperparameters():
+    p = md.tensor(np.ones(3), requires_grad=True)
+    sd = optim.SGD([p], lr=0.05, momentum=0.8, weight_decay=1e-3, nesterov=True).state_dict()
+    assert (sd["lr"], sd["momentum"], sd["weight_decay"], sd["nesterov"]) == (0.05, 0.8, 1e-3, True)
+    opt = optim.SGD([p], lr=1.0)
+    opt.load_state_dict(sd)
+    assert (opt.lr, opt.momentum, opt.weight_decay, opt.nesterov) == (0.05, 0.8, 1e-3, True)
+    old = {"lr": 0.2, "state": {}}          # a dict from before the hyperparameters were saved
+    opt.load_state_dict(old)
+    assert (opt.lr, opt.momentum, opt.nesterov) == (0.2, 0.8, True)

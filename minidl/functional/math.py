@@ -275,11 +275,24 @@ def sum(x, axis=None, keepdims=False):
     return Sum(axis, keepdims)(x)
 
 
+def _check_reduction(op, x, axis):
+    """A reduction over no elements has no value (max) or none worth having (mean: NaN): refuse it, naming ``op``."""
+    shape = tuple(x.shape)
+    axes = range(len(shape)) if axis is None else ((axis,) if isinstance(axis, (int, np.integer)) else tuple(axis))
+    for a in axes:
+        if not -len(shape) <= a < len(shape):
+            raise ValueError(f"{op}: axis {a} is out of range for an input of shape {shape}")
+    if any(shape[a] == 0 for a in axes):
+        raise ValueError(f"{op}: cannot reduce over an empty axis (input shape {shape}, axis {axis})")
+
+
 def mean(x, axis=None, keepdims=False):
+    _check_reduction("mean", x, axis)
     return Mean(axis, keepdims)(x)
 
 
 def max(x, axis=None, keepdims=False):
+    _check_reduction("max", x, axis)
     return Max(axis, keepdims)(x)
 
 

@@ -213,3 +213,15 @@ def test_deep_chain_gradcheck():
             x = F.tanh(x) * 1.1 + x * 0.1
         return x
     assert md.gradcheck(f, t(randn(4)))
+
+
+@pytest.mark.parametrize("op", ["max", "mean"])
+def test_empty_reduction_names_the_op(op):
+    x = md.tensor(np.zeros((3, 0)))
+    with pytest.raises(ValueError, match=rf"^{op}: cannot reduce over an empty axis \(input shape \(3, 0\), axis 1\)"):
+        getattr(F, op)(x, axis=1)
+    with pytest.raises(ValueError, match=rf"^{op}: cannot reduce over an empty axis"):
+        getattr(x, op)()
+    with pytest.raises(ValueError, match=rf"^{op}: axis 2 is out of range for an input of shape \(3, 0\)"):
+        getattr(F, op)(x, axis=2)
+    assert getattr(F, op)(x, axis=0).shape == (0,)   # reducing a non-empty axis of an empty array is fine

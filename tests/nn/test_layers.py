@@ -181,3 +181,21 @@ def test_batchnorm2d_wants_4d_input():
 def test_pool_layers_repr():
     assert "kernel_size=3, stride=2" in repr(nn.MaxPool2d(3, 2))
     assert "stride=2" in repr(nn.AvgPool2d(2))
+
+
+def test_max_and_average_pooling_share_a_base_but_neither_is_the_other():
+    mp, ap = nn.MaxPool2d(3, 2, 1, ceil_mode=True), nn.AvgPool2d(3)
+    assert not isinstance(ap, nn.MaxPool2d) and not isinstance(mp, nn.AvgPool2d)
+    assert type(mp).__mro__[1] is type(ap).__mro__[1]
+    assert (ap.kernel_size, ap.stride, ap.padding, ap.ceil_mode) == (3, 3, 0, False)
+    assert repr(mp) == "MaxPool2d(kernel_size=3, stride=2, padding=1, ceil_mode=True)"
+    x = md.tensor(np.arange(36, dtype=np.float32).reshape(1, 1, 6, 6))
+    np.testing.assert_allclose(ap(x).data[0, 0], [[7.0, 10.0], [25.0, 28.0]])
+    # ceil mode: 4 windows per axis, rows -1..1, 1..3, 3..5, 5..7; each one's largest row and column wins
+    last = np.array([1, 3, 5, 5])
+    np.testing.assert_allclose(mp(x).data[0, 0], 6 * last[:, None] + last[None, :])
+
+
+def test_conv2d_layer_names_a_bad_kernel_size():
+    with pytest.raises(ValueError, match=r"Conv2d: kernel_size must be an int or a pair of ints"):
+        nn.Conv2d(1, 2, (3, 3, 3))

@@ -120,6 +120,13 @@ def test_deconvnet_rejects_layers_it_cannot_invert():
         Deconvnet(nn.Sequential(nn.Conv2d(1, 1, 3), nn.Flatten(), nn.Linear(4, 2)))
 
 
+def test_deconvnet_refuses_an_average_pool_instead_of_unpooling_it_as_a_max_pool():
+    # AvgPool2d is no MaxPool2d: it has no switches to unpool with
+    assert not isinstance(nn.AvgPool2d(2), nn.MaxPool2d) and not isinstance(nn.MaxPool2d(2), nn.AvgPool2d)
+    with pytest.raises(TypeError, match="layer 2 is an AvgPool2d.*max-pooling layers only"):
+        Deconvnet(nn.Sequential(nn.Conv2d(1, 1, 3), nn.ReLU(), nn.AvgPool2d(2)))
+
+
 def test_receptive_fields_of_alexnet_and_vgg_stacks():
     alex = nn.Sequential(nn.Conv2d(3, 8, 11, 4, 2), nn.ReLU(), nn.MaxPool2d(3, 2),
                          nn.Conv2d(8, 8, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
