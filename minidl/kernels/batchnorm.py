@@ -150,9 +150,9 @@ def numba_batch_norm_backward(gy, saved, need_gb=True):
 # 3 kernels, backward 3, instead of a dozen array expressions. ====
 
 def _sum_blocks(N, C, L):
-    """grid.x of the sums kernel: at least 128 elements per thread, and about 512 blocks in all
-    (every channel's partials are added by one thread, so they must stay few)."""
-    blocks = min(-(-L // _cuda.THREADS), -(-N * L // (_cuda.THREADS * 128)), -(-512 // min(C, _cuda.MAX_GRID_Y)))
+    """grid.x of the sums kernel: at least 128 elements per thread, about 512 blocks in all, at most
+    64 per channel (one thread adds a channel's 64*THREADS partials, so they must stay few)."""
+    blocks = min(-(-L // _cuda.THREADS), -(-N * L // (_cuda.THREADS * 128)), -(-512 // min(C, _cuda.MAX_GRID_Y)), 64)
     return int(max(1, min(blocks, _cuda.MAX_BLOCKS)))
 
 

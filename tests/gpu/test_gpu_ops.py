@@ -219,45 +219,50 @@ def test_gradcheck_on_the_gpu_catches_a_wrong_backward():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_kernels_gpu_equal_cpu(dtype):
     import cupy as cp
-    from minidl.kernels import cpu, gpu
-    gpu.compile_all()
+    from minidl import kernels
+    from minidl.kernels._geometry import window
+    from minidl.kernels.lrn import LRNParams
+    kernels.compile_all()
+    cpu, gpu = kernels.get("numba"), kernels.get("cuda")
     rng = np.random.default_rng(7)
     x = rng.standard_normal((8, 16, 31, 29)).astype(dtype)
     xg = cp.asarray(x)
     tol = TOL[dtype]
-    for kh, kw, sh, sw, ph, pw in [(3, 3, 1, 1, 1, 1), (11, 11, 4, 4, 2, 2), (1, 1, 2, 2, 0, 0), (5, 3, 2, 1, 2, 1)]:
-        col = cpu.im2col(x, kh, kw, sh, sw, ph, pw)
-        colg = gpu.im2col(xg, kh, kw, sh, sw, ph, pw)
+    for geometry in [(3, 3, 1, 1, 1, 1), (11, 11, 4, 4, 2, 2), (1, 1, 2, 2, 0, 0), (5, 3, 2, 1, 2, 1)]:
+        win = window(x.shape, *geometry)
+        col = cpu.im2col(x, win)
+        colg = gpu.im2col(xg, win)
         np.testing.assert_array_equal(colg.get(), col)
         g = rng.standard_normal(col.shape).astype(dtype)
-        assert rel_err(gpu.col2im(cp.asarray(g), x.shape, kh, kw, sh, sw, ph, pw),
-                       cpu.col2im(g, x.shape, kh, kw, sh, sw, ph, pw)) <= tol
-    for kh, kw, sh, sw, ph, pw, oh, ow in [(3, 3, 2, 2, 0, 0, 15, 14), (3, 3, 2, 2, 1, 1, 16, 15),
-                                           (2, 2, 2, 2, 0, 0, 15, 14), (3, 3, 1, 1, 1, 1, 31, 29)]:
-        y, am = cpu.max_pool_forward(x, kh, kw, sh, sw, ph, pw, oh, ow)
-        yg, amg = gpu.max_pool_forward(xg, kh, kw, sh, sw, ph, pw, oh, ow)
+        assert rel_err(gpu.col2im(cp.asarray(g), x.shape, win), cpu.col2im(g, x.shape, win)) <= tol
+    for geometry in [(3, 3, 2, 2, 0, 0, 15, 14), (3, 3, 2, 2, 1, 1, 16, 15),
+                     (2, 2, 2, 2, 0, 0, 15, 14), (3, 3, 1, 1, 1, 1, 31, 29)]:
+        win = window(x.shape, *geometry)
+        y, sw = cpu.max_pool_forward(x, win)
+        yg, swg = gpu.max_pool_forward(xg, win)
         np.testing.assert_array_equal(yg.get(), y)
-        np.testing.assert_array_equal(amg.get(), am)
+        np.testing.assert_array_equal(swg.get(), sw)
         gy = rng.standard_normal(y.shape).astype(dtype)
-        assert rel_err(gpu.max_pool_backward(cp.asarray(gy), amg, x.shape), cpu.max_pool_backward(gy, am, x.shape)) <= tol
-        assert rel_err(gpu.avg_pool_forward(xg, kh, kw, sh, sw, ph, pw, oh, ow),
-                       cpu.avg_pool_forward(x, kh, kw, sh, sw, ph, pw, oh, ow)) <= tol
-        assert rel_err(gpu.avg_pool_backward(cp.asarray(gy), x.shape, kh, kw, sh, sw, ph, pw),
-                       cpu.avg_pool_backward(gy, x.shape, kh, kw, sh, sw, ph, pw)) <= tol
-    y, scale = cpu.lrn_forward(x, 5, 1e-3, 0.75, 2.0)
-    yg, scaleg = gpu.lrn_forward(xg, 5, 1e-3, 0.75, 2.0)
-    assert rel_err(yg, y) <= tol and rel_err(scaleg, scale) <= tol
+        gx = gpu.max_pool_backward(cp.asarray(gy), swg, win)
+        assert rel_err(gx, cpu.max_pool_backward(gy, sw, win)) <= tol
+        np.testing.assert_array_equal(gpu.max_pool_backward(cp.asarray(gy), swg, win).get(), gx.get())  # bit for bit
+        assert rel_err(gpu.avg_pool_forward(xg, win)[0], cpu.avg_pool_forward(x, win)[0]) <= tol
+        assert rel_err(gpu.avg_pool_backward(cp.asarray(gy), None, win), cpu.avg_pool_backward(gy, None, win)) <= tol
+    params = LRNParams(5, 1e-3, 0.75, 2.0)
+    y, saved = cpu.lrn_forward(x, params)
+    yg, savedg = gpu.lrn_forward(xg, params)
+    assert rel_err(yg, y) <= tol and rel_err(savedg[2], saved[2].reshape(x.shape)) <= tol
     gy = rng.standard_normal(x.shape).astype(dtype)
-    assert rel_err(gpu.lrn_backward(xg, yg, scaleg, cp.asarray(gy), 5, 1e-3, 0.75, 2.0),
-                   cpu.lrn_backward(x, y, scale, gy, 5, 1e-3, 0.75, 2.0)) <= tol
-
+    assert rel_err(gpu.lrn_backward(cp.asarray(gy), savedg, params), cpu.lrn_backward(gy, saved, params)) <= tol
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fused_kernels_gpu_equal_cpu(dtype):
-    """ReLU (bit mask), SGD and batch norm kernels at sizes that fill many blocks (atomics from many threads)."""
+    """ReLU (bit mask), SGD and batch norm kernels at sizes that fill many blocks."""
     import cupy as cp
-    from minidl.kernels import cpu, gpu
+    from minidl import kernels
+    from minidl.kernels.batchnorm import BNParams
+    cpu, gpu = kernels.get("numba"), kernels.get("cuda")
     rng = np.random.default_rng(8)
     tol = TOL[dtype]
     x = rng.standard_normal((5, 7, 31, 29)).astype(dtype)        # 31465 elements: a partial last mask byte
@@ -267,7 +272,7 @@ def test_fused_kernels_gpu_equal_cpu(dtype):
     unpacked = np.unpackbits(bits.get(), bitorder="little").reshape(bits.size, 8).T.ravel()   # bit j of byte q:
     np.testing.assert_array_equal(unpacked[:x.size], mask.ravel())                            # element q + j*Q
     gy = rng.standard_normal(x.shape).astype(dtype)
-    np.testing.assert_array_equal(gpu.relu_backward(bits, cp.asarray(gy)).get(), cpu.relu_backward(mask, gy))
+    np.testing.assert_array_equal(gpu.relu_backward(cp.asarray(gy), bits).get(), cpu.relu_backward(gy, mask))
     p = rng.standard_normal((1000, 37)).astype(dtype)
     pg, v, vg = cp.asarray(p), None, None
     for _ in range(3):
@@ -281,15 +286,18 @@ def test_fused_kernels_gpu_equal_cpu(dtype):
         rm, rv = np.zeros(shape[1], dtype), np.ones(shape[1], dtype)
         rmg, rvg = cp.asarray(rm), cp.asarray(rv)
         for training in (True, False):
-            y, saved = cpu.batch_norm_forward(x, w, b, rm, rv, training, 0.1, 1e-5)
-            yg, savedg = gpu.batch_norm_forward(cp.asarray(x), cp.asarray(w), cp.asarray(b), rmg, rvg, training, 0.1,
-                                                1e-5)
+            params = BNParams(training, 0.1, 1e-5)
+            y, saved = cpu.batch_norm_forward(x, w, b, rm, rv, params)
+            yg, savedg = gpu.batch_norm_forward(cp.asarray(x), cp.asarray(w), cp.asarray(b), rmg, rvg, params)
             assert rel_err(yg, y) <= tol and rel_err(rmg, rm) <= tol and rel_err(rvg, rv) <= tol, (shape, training)
             gy = rng.standard_normal(shape).astype(dtype)
-            ref = cpu.batch_norm_backward(gy, saved, w, training)
-            got = gpu.batch_norm_backward(cp.asarray(gy), savedg, cp.asarray(w), training)
-            for name, a, r in zip(("gx", "gw", "gb"), got, ref):
+            ref = cpu.batch_norm_backward(gy, saved)
+            got = gpu.batch_norm_backward(cp.asarray(gy), savedg)
+            again = gpu.batch_norm_backward(cp.asarray(gy), savedg)
+            for name, a, r, a2 in zip(("gx", "gw", "gb"), got, ref, again):
                 assert rel_err(a, r) <= tol, (shape, training, name, rel_err(a, r))
+                np.testing.assert_array_equal(a.get(), a2.get())   # no atomics: the same bits every run
+
 
 # ---- devices, host memory, TF32, errors -------------------------------------------------------------
 
