@@ -106,6 +106,12 @@ def cuda_backend(request):
     return make_kernel_backend(request.param, request)
 
 
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def device(request):
+    """"cpu", and "cuda" where a GPU is usable: the functional grids run on both."""
+    return request.param
+
+
 @pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
 def dtype(request):
     return request.param

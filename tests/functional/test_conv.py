@@ -48,14 +48,14 @@ for idx, (kernel, stride) in enumerate(itertools.product((1, 3, 5, 7, 11), (1, 2
 
 
 @pytest.mark.parametrize("kernel,stride,padding,groups,with_bias,h,w", GRID)
-def test_gradcheck_grid(kernel, stride, padding, groups, with_bias, h, w):
+def test_gradcheck_grid(kernel, stride, padding, groups, with_bias, h, w, device):
     rng = np.random.default_rng(kernel * 100 + stride * 10 + padding)
     x, wt, b = _case(rng, 2, 4, h, w, 4, kernel, groups)
     if kernel == 11:  # keep the numerical gradient cheap: fewer weights for the biggest kernel
         x, wt, b = _case(rng, 1, groups, h, w, groups, kernel, groups)
-    inputs = [md.tensor(x, requires_grad=True), md.tensor(wt, requires_grad=True)]
+    inputs = [md.tensor(x, requires_grad=True, device=device), md.tensor(wt, requires_grad=True, device=device)]
     if with_bias:
-        inputs.append(md.tensor(b, requires_grad=True))
+        inputs.append(md.tensor(b, requires_grad=True, device=device))
     md.gradcheck(lambda *t: F.conv2d(*t[:2], t[2] if with_bias else None, stride, padding, groups), *inputs)
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import minidl as md
+from minidl import backend as md_backend
 from minidl import functional as F
 
 
@@ -15,10 +16,10 @@ def _rel_err(a, b):
 # ---- local response normalisation ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("size,channels", list(itertools.product((1, 2, 3, 5, 9), (1, 3, 6))))
-def test_lrn_gradcheck(size, channels):
+def test_lrn_gradcheck(size, channels, device):
     # alpha large enough that the cross-channel terms matter; channels < size covers clipped windows
     x = md.tensor(np.random.default_rng(size * 10 + channels).standard_normal((2, channels, 2, 3)),
-                  requires_grad=True)
+                  requires_grad=True, device=device)
     md.gradcheck(lambda x: F.local_response_norm(x, size, alpha=0.2, beta=0.75, k=1.5), x)
     md.gradcheck(lambda x: F.local_response_norm(x, size, alpha=0.5, beta=0.6, k=1.0), x)
 
@@ -84,13 +85,13 @@ def _buffers(c):
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("affine", [True, False])
-def test_batch_norm_train_gradcheck(shape, affine):
+def test_batch_norm_train_gradcheck(shape, affine, device):
     rng = np.random.default_rng(len(shape))
     c = shape[1]
-    x = md.tensor(rng.standard_normal(shape) * 2 + 1, requires_grad=True)
-    w = md.tensor(rng.uniform(0.5, 1.5, c), requires_grad=True) if affine else None
-    b = md.tensor(rng.standard_normal(c), requires_grad=True) if affine else None
-    rm, rv = _buffers(c)
+    x = md.tensor(rng.standard_normal(shape) * 2 + 1, requires_grad=True, device=device)
+    w = md.tensor(rng.uniform(0.5, 1.5, c), requires_grad=True, device=device) if affine else None
+    b = md.tensor(rng.standard_normal(c), requires_grad=True, device=device) if affine else None
+    rm, rv = (md_backend.to_device(a, device) for a in _buffers(c))
     inputs = (x, w, b) if affine else (x,)
     md.gradcheck(lambda x, w=None, b=None: F.batch_norm(x, rm, rv, w, b, training=True), *inputs)
 

@@ -22,15 +22,15 @@ def _x(shape, seed=0, dtype=np.float64):
 
 @pytest.mark.parametrize("op", sorted(POOLS))
 @pytest.mark.parametrize("k,s,p,ceil_mode", GRID)
-def test_gradcheck(op, k, s, p, ceil_mode):
-    x = md.tensor(_x((1, 2, 5, 6), seed=k * 100 + s * 10 + p), requires_grad=True)
+def test_gradcheck(op, k, s, p, ceil_mode, device):
+    x = md.tensor(_x((1, 2, 5, 6), seed=k * 100 + s * 10 + p), requires_grad=True, device=device)
     md.gradcheck(lambda x: POOLS[op](x, k, s, p, ceil_mode), x)
 
 
 @pytest.mark.parametrize("op", sorted(POOLS))
-def test_gradcheck_rectangular_kernel_stride_padding(op):
+def test_gradcheck_rectangular_kernel_stride_padding(op, device):
     # AlexNet-like overlapping windows, and pairs that differ per axis
-    x = md.tensor(_x((2, 1, 7, 6), seed=5), requires_grad=True)
+    x = md.tensor(_x((2, 1, 7, 6), seed=5), requires_grad=True, device=device)
     md.gradcheck(lambda x: POOLS[op](x, (3, 2), (2, 1), (1, 0), True), x)
     md.gradcheck(lambda x: POOLS[op](x, 3, 2), x)
 
@@ -53,8 +53,8 @@ def test_max_pool_alexnet_shapes():
 
 
 @pytest.mark.parametrize("out", [1, 2, 3, (2, 3), (4, 5), (None, 2), 7])
-def test_adaptive_avg_pool_gradcheck(out):
-    x = md.tensor(_x((2, 2, 6, 5), seed=3), requires_grad=True)
+def test_adaptive_avg_pool_gradcheck(out, device):
+    x = md.tensor(_x((2, 2, 6, 5), seed=3), requires_grad=True, device=device)
     md.gradcheck(lambda x: F.adaptive_avg_pool2d(x, out), x)
 
 
