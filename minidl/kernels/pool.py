@@ -167,20 +167,26 @@ def numba_max_pool_forward(x, window):
 
 
 @njit(cache=True, parallel=True)
-def _max_pool_bwd(gy, switches, kw, sh, sw, ph, pw, gx):
+def _max_pool_bwd(gy, switches, offset, W, sh, sw, ph, pw, gx):
+    # offset[s]: where switch s lies from its window's corner in the flat plane, (s // kw) * W + s % kw
+    # (a table instead of a division per element)
     P, oh, ow = gy.shape
     for p in prange(P):
+        g, sp, out = gy[p].reshape(-1), switches[p].reshape(-1), gx[p]
         for i in range(oh):
+            row = (i * sh - ph) * W - pw
             for j in range(ow):
-                s = switches[p, i, j]
-                gx[p, i * sh - ph + s // kw, j * sw - pw + s % kw] += gy[p, i, j]  # windows may overlap
+                q = i * ow + j
+                out[u64(row + j * sw + offset[sp[q]])] += g[q]  # += : overlapping windows may share a maximum
 
 
 def numba_max_pool_backward(gy, switches, window):
     w = window
     n, c = gy.shape[:2]
-    gx = np.zeros((n * c, w.h, w.w), dtype=gy.dtype)
-    _numba.run(_max_pool_bwd, gy.size, _planes(gy), _planes(switches), w.kw, w.sh, w.sw, w.ph, w.pw, gx)
+    gx = np.zeros((n * c, w.h * w.w), dtype=gy.dtype)
+    s = np.arange(w.kh * w.kw)
+    offset = (s // w.kw) * w.w + s % w.kw
+    _numba.run(_max_pool_bwd, gy.size, _planes(gy), _planes(switches), offset, w.w, w.sh, w.sw, w.ph, w.pw, gx)
     return gx.reshape(n, c, w.h, w.w)
 
 
