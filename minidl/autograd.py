@@ -57,8 +57,8 @@ def _default_dtype(data):
     """float32 for Python floats, int64 for Python ints; arrays and NumPy scalars keep their dtype."""
     if isinstance(data, (np.ndarray, np.generic)) or backend._is_cupy_array(data):
         return data.dtype
-    kind = np.asarray(data).dtype
-    return np.float32 if kind.kind == "f" else np.int64 if kind.kind in "iu" else kind
+    dt = np.asarray(data).dtype
+    return np.float32 if dt.kind == "f" else np.int64 if dt.kind in "iu" else dt
 
 
 class Tensor:
@@ -68,8 +68,7 @@ class Tensor:
     _grad_hooks = ()  # leaves only: called as hook(tensor) once backward has finished this leaf's .grad
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
-        if isinstance(data, Tensor):
-            data = data.data
+        data = _raw(data)
         data = backend.xp_of(data).asarray(data, dtype=np.dtype(dtype) if dtype is not None else _default_dtype(data))
         if device is not None:
             data = backend.to_device(data, device)
