@@ -1,10 +1,15 @@
-"""The autograd core: ``Tensor`` (data, grad, creator) and ``Function`` (forward/backward on raw arrays).
+"""The autograd core: ``Tensor``, ``Node``, ``Function``, the backward walk and ``no_grad``.
 
-A Function sees only raw arrays (numpy or cupy). Calling it on Tensors records a node in a
-define-by-run graph; ``Tensor.backward()`` walks that graph in reverse topological order,
-iteratively (no recursion), summing gradients where a tensor feeds several ops.
+A Tensor is data (a numpy or cupy array) plus a ``Node``: its place in the graph, holding no data.
+Calling a Function on Tensors runs ``forward`` on their raw arrays and, when some input requires
+grad, records the call: the Function links to its inputs' Nodes and keeps only the arrays its
+``backward`` will read (what ``forward`` saved on ``self``). So an array nobody saved (a conv's
+output that only a ReLU read) is freed as soon as the forward has moved past it.
+``Tensor.backward()`` walks the Functions in reverse topological order, iteratively, summing the
+gradients of a Node that feeds several ops, and drops each Function's saved arrays once used.
 """
 import contextlib
+import weakref
 
 import numpy as np
 
@@ -16,90 +21,70 @@ class Config:
 
 
 @contextlib.contextmanager
+def _grad_mode(enabled):
+    old, Config.enable_grad = Config.enable_grad, enabled
+    try:
+        yield
+    finally:
+        Config.enable_grad = old
+
+
 def no_grad():
     """Within this block ops record nothing (inference, optimiser updates)."""
-    old = Config.enable_grad
-    Config.enable_grad = False
-    try:
-        yield
-    finally:
-        Config.enable_grad = old
+    return _grad_mode(False)
 
 
-@contextlib.contextmanager
 def enable_grad():
-    old = Config.enable_grad
-    Config.enable_grad = True
-    try:
-        yield
-    finally:
-        Config.enable_grad = old
+    return _grad_mode(True)
 
 
 def is_grad_enabled():
     return Config.enable_grad
 
 
+class Node:
+    """A tensor's place in the graph, without its data: the Function that made it (None for a
+    leaf), its shape and dtype, and a weak reference to the Tensor (for ``.grad``)."""
+
+    __slots__ = ("creator", "shape", "dtype", "tensor", "__weakref__")
+
+    def __init__(self, tensor, creator=None):
+        self.creator, self.shape, self.dtype = creator, tensor.data.shape, tensor.data.dtype
+        self.tensor = weakref.ref(tensor)
+
+
 def _default_dtype(data):
     """float32 for Python floats, int64 for Python ints; arrays and NumPy scalars keep their dtype."""
     if isinstance(data, (np.ndarray, np.generic)) or backend._is_cupy_array(data):
         return data.dtype
-    arr = np.asarray(data)
-    if arr.dtype.kind == "f":
-        return np.float32
-    if arr.dtype.kind in "iu":
-        return np.int64
-    return arr.dtype
+    dt = np.asarray(data).dtype
+    return np.float32 if dt.kind == "f" else np.int64 if dt.kind in "iu" else dt
 
 
 class Tensor:
-    """A node of the graph: ``data`` (raw array), ``grad`` (raw array or None), ``creator``."""
+    """``data`` (raw array), ``grad`` (raw array or None), ``node`` (its place in the graph)."""
 
     __array_priority__ = 1000  # so ndarray + Tensor calls Tensor.__radd__
     _grad_hooks = ()  # leaves only: called as hook(tensor) once backward has finished this leaf's .grad
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
-        if isinstance(data, Tensor):
-            data = data.data
-        xp = backend.xp_of(data)
-        dtype = np.dtype(dtype) if dtype is not None else _default_dtype(data)
-        data = xp.asarray(data, dtype=dtype)
+        data = _raw(data)
+        data = backend.xp_of(data).asarray(data, dtype=np.dtype(dtype) if dtype is not None else _default_dtype(data))
         if device is not None:
             data = backend.to_device(data, device)
         if requires_grad and data.dtype.kind != "f":
             raise TypeError(f"only floating-point tensors can require gradients, got dtype {data.dtype}")
-        self.data = data
-        self.grad = None
-        self.requires_grad = bool(requires_grad)
-        self.creator = None
-        self.generation = 0
-        self.name = None
+        self.data, self.grad, self.requires_grad = data, None, bool(requires_grad)
+        self.node = Node(self)
         self._retain_grad = False
 
-    # ---- array-like properties -------------------------------------------------------------
-    @property
-    def shape(self):
-        return self.data.shape
-
-    @property
-    def ndim(self):
-        return self.data.ndim
-
-    @property
-    def size(self):
-        return self.data.size
-
-    @property
-    def dtype(self):
-        return self.data.dtype
-
-    @property
-    def device(self):
-        return backend.device_of(self.data)
-
-    @property
-    def is_leaf(self):
-        return self.creator is None
+    shape = property(lambda self: self.data.shape)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    dtype = property(lambda self: self.data.dtype)
+    device = property(lambda self: backend.device_of(self.data))
+    creator = property(lambda self: self.node.creator, doc="The Function that made this tensor, None for a leaf.")
+    is_leaf = property(lambda self: self.node.creator is None)
 
     def __len__(self):
         return len(self.data)
@@ -116,14 +101,6 @@ class Tensor:
 
     def item(self):
         return self.data.item()
-
-    def to(self, device):
-        """A tensor on "cpu" or "cuda"; differentiable (gradients flow back to this device)."""
-        device = backend.check_device(device)
-        if device == self.device:
-            return self
-        from minidl.functional.math import to_device
-        return to_device(self, device)
 
     def detach(self):
         """The same data, cut from the graph."""
@@ -145,179 +122,69 @@ class Tensor:
         self._grad_hooks.append(hook)
         return lambda: self._grad_hooks.remove(hook)
 
-    def astype(self, dtype):
-        from minidl.functional.math import astype
-        return astype(self, dtype)
-
-    # ---- backward ---------------------------------------------------------------------------
     def backward(self, grad=None, retain_graph=False):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
 
-        grad: the gradient of some scalar w.r.t. this tensor (same shape); may be omitted
-        for a one-element tensor. retain_graph: keep saved arrays so backward can run again.
+        grad: the gradient of some scalar w.r.t. this tensor (same shape); may be omitted for a
+        one-element tensor. retain_graph: keep the saved arrays so backward can run again.
         """
-        xp = backend.xp_of(self.data)
-        if grad is None:
-            if self.data.size != 1:
-                raise RuntimeError(f"backward() without a grad argument needs a one-element tensor, "
-                                   f"got shape {self.shape}; pass grad= of that shape")
-            grad = xp.ones_like(self.data)
-        else:
-            grad = xp.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
-            if grad.shape != self.shape:
-                raise ValueError(f"backward: grad has shape {grad.shape}, tensor has shape {self.shape}")
-        if not self.requires_grad:
-            raise RuntimeError("backward() on a tensor that does not require grad "
-                               "(no input had requires_grad=True, or it was made under no_grad())")
-        if self.creator is None:
-            self.grad = grad if self.grad is None else self.grad + grad
-            _leaf_uses_done(self, {self: 1})
-            return
-
+        grad = _initial_grad(self, grad)
         order = _topological_order(self.creator)
-        uses = _hooked_leaf_uses(order)  # hooked leaf -> Functions yet to pass it a gradient
-        grads = {self: grad}  # gradients of intermediate tensors, dropped once consumed
+        uses = _hooked_leaf_uses(order)  # hooked leaf Node -> Functions yet to pass it a gradient
+        grads = {self.node: grad}  # Node -> gradient so far; an intermediate's is dropped once consumed
         for f in reversed(order):
             if f.freed:
                 raise RuntimeError(f"backward through {f.name} a second time: its saved arrays were freed "
                                    "after the first backward; call backward(retain_graph=True) the first time")
-            outs = [o() for o in f.outputs]
+            outs = [ref() for ref in f.outputs]
             gys = [grads.pop(o, None) if o is not None else None for o in outs]
-            if all(g is None for g in gys):
-                _leaf_uses_done(f, uses)
-                if not retain_graph:  # no gradient reached it, but its saved arrays are done with too
-                    f.release()
-                continue
-            for o, gy in zip(outs, gys):
-                if o is not None and gy is not None and o._retain_grad:
-                    o.grad = gy if o.grad is None else o.grad + gy
-            if len(gys) > 1:  # a multi-output op gets zeros for outputs nobody used
-                gys = [g if g is not None else f._zeros_like_output(i) for i, g in enumerate(gys)]
-            try:
-                gxs = f.backward(*gys)
-            except MemoryError as e:
-                err = backend.out_of_memory(f"{f.name} backward", e)
-                if err is None:
-                    raise
-                raise err from e
-            if not isinstance(gxs, tuple):
-                gxs = (gxs,)
-            if len(gxs) != len(f.inputs):
-                raise RuntimeError(f"{f.name}.backward returned {len(gxs)} gradients for {len(f.inputs)} inputs")
-            for i, (x, gx) in enumerate(zip(f.inputs, gxs)):
-                if gx is None or not x.requires_grad:
-                    continue
-                if gx.shape != x.shape:
-                    raise RuntimeError(f"{f.name}.backward returned a gradient of shape {gx.shape} for input {i} "
-                                       f"of shape {x.shape}")
-                if gx.dtype != x.dtype:  # a float64 constant promoted the op; .grad keeps x's dtype
-                    gx = gx.astype(x.dtype)
-                if x.creator is None:
-                    x.grad = gx if x.grad is None else x.grad + gx
-                else:
-                    grads[x] = gx if x not in grads else grads[x] + gx
-            _leaf_uses_done(f, uses)
-            if not retain_graph:
+            if any(g is not None for g in gys):
+                for o, gy in zip(outs, gys):  # intermediates asked to keep their .grad
+                    t = o.tensor() if o is not None and gy is not None else None
+                    if t is not None and t._retain_grad:
+                        t.grad = gy if t.grad is None else t.grad + gy
+                gxs = _run(f, "backward", f.backward, *_zeros_for_unused(f, gys))
+                for node, gx in _checked_grads(f, gxs):
+                    grads[node] = gx if node not in grads else grads[node] + gx
+            for node in _last_uses(f, uses):
+                _finish_leaf(node, grads)
+            if not retain_graph:  # also when no gradient reached f: its saved arrays are done with too
                 f.release()
-
-    # ---- operators (defined in minidl.functional.math) ----------------------------------------
-    def __neg__(self):
-        return _math.neg(self)
-
-    def __add__(self, other):
-        return _math.add(self, other)
-
-    def __radd__(self, other):
-        return _math.add(other, self)
-
-    def __sub__(self, other):
-        return _math.sub(self, other)
-
-    def __rsub__(self, other):
-        return _math.sub(other, self)
-
-    def __mul__(self, other):
-        return _math.mul(self, other)
-
-    def __rmul__(self, other):
-        return _math.mul(other, self)
-
-    def __truediv__(self, other):
-        return _math.div(self, other)
-
-    def __rtruediv__(self, other):
-        return _math.div(other, self)
-
-    def __pow__(self, other):
-        return _math.pow(self, other)
-
-    def __rpow__(self, other):
-        return _math.pow(other, self)
-
-    def __matmul__(self, other):
-        return _math.matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return _math.matmul(other, self)
-
-    def __getitem__(self, index):
-        return _shape.getitem(self, index)
-
-    def exp(self):
-        return _math.exp(self)
-
-    def log(self):
-        return _math.log(self)
-
-    def sqrt(self):
-        return _math.sqrt(self)
-
-    def sum(self, axis=None, keepdims=False):
-        return _math.sum(self, axis, keepdims)
-
-    def mean(self, axis=None, keepdims=False):
-        return _math.mean(self, axis, keepdims)
-
-    def max(self, axis=None, keepdims=False):
-        return _math.max(self, axis, keepdims)
-
-    def reshape(self, *shape):
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        return _shape.reshape(self, shape)
-
-    def transpose(self, *axes):
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        return _shape.transpose(self, axes or None)
-
-    @property
-    def T(self):
-        return _shape.transpose(self, None)
-
-    def broadcast_to(self, shape):
-        return _shape.broadcast_to(self, shape)
-
-    def relu(self):
-        from minidl.functional.activation import relu
-        return relu(self)
-
-    # Comparisons give plain boolean arrays (no gradient), handy for metrics and masks.
-    def __gt__(self, other):
-        return self.data > _raw(other)
-
-    def __lt__(self, other):
-        return self.data < _raw(other)
-
-    def __ge__(self, other):
-        return self.data >= _raw(other)
-
-    def __le__(self, other):
-        return self.data <= _raw(other)
+        for node in list(grads):  # what is left are leaves
+            _finish_leaf(node, grads)
 
 
 def _raw(x):
     return x.data if isinstance(x, Tensor) else x
+
+
+# ---- the helpers of backward ----------------------------------------------------------------------
+def _initial_grad(t, grad):
+    """The gradient backward starts from: ``grad`` checked against ``t``, or 1 for a one-element ``t``."""
+    if grad is None:
+        if t.data.size != 1:
+            raise RuntimeError(f"backward() without a grad argument needs a one-element tensor, "
+                               f"got shape {t.shape}; pass grad= of that shape")
+        grad = backend.xp_of(t.data).ones_like(t.data)
+    else:
+        grad = backend.xp_of(t.data).asarray(_raw(grad), dtype=t.dtype)
+        if grad.shape != t.shape:
+            raise ValueError(f"backward: grad has shape {grad.shape}, tensor has shape {t.shape}")
+    if not t.requires_grad:
+        raise RuntimeError("backward() on a tensor that does not require grad "
+                           "(no input had requires_grad=True, or it was made under no_grad())")
+    return grad
+
+
+def _finish_leaf(node, grads):
+    """A leaf has received all its gradient: add it to ``.grad``, then run the leaf's hooks."""
+    t, g = node.tensor(), grads.pop(node, None)
+    if t is None:  # a leaf dropped by its owner: nobody can read its gradient
+        return
+    if g is not None:
+        t.grad = g if t.grad is None else t.grad + g
+    for hook in list(t._grad_hooks):
+        hook(t)
 
 
 def _topological_order(root):
@@ -326,72 +193,106 @@ def _topological_order(root):
     Iterative post-order DFS, so ``reversed(order)`` visits every Function after all Functions
     that use its outputs. No recursion: a 100,000-op chain is fine.
     """
-    order, visited = [], set()
-    stack = [(root, False)]
+    order, visited, stack = [], set(), [(root, False)] if root is not None else []
     while stack:
         f, done = stack.pop()
         if done:
             order.append(f)
-            continue
-        if f in visited:
-            continue
-        visited.add(f)
-        stack.append((f, True))
-        for x in f.inputs or ():
-            c = x.creator
-            if c is not None and c not in visited:
-                stack.append((c, False))
+        elif f not in visited:
+            visited.add(f)
+            stack.append((f, True))
+            stack.extend((n.creator, False) for n in f.inputs if n.creator is not None and n.creator not in visited)
     return order
 
 
+def _zeros_for_unused(f, gys):
+    """A multi-output op gets zeros for the outputs nobody used."""
+    if len(gys) == 1:
+        return gys
+    xp = backend.xp_of(next(g for g in gys if g is not None))
+    return [g if g is not None else xp.zeros(*f.output_meta[i]) for i, g in enumerate(gys)]
+
+
+def _checked_grads(f, gxs):
+    """(input Node, gradient) for each input of ``f`` that needs one, after checking what backward returned.
+
+    A wrong count or shape is an error naming the op; a gradient of another dtype (a float64 constant
+    promoted the op) is cast to the input's dtype, so ``.grad`` keeps the tensor's dtype.
+    """
+    gxs = gxs if isinstance(gxs, tuple) else (gxs,)
+    if len(gxs) != len(f.inputs):
+        raise RuntimeError(f"{f.name}.backward returned {len(gxs)} gradients for {len(f.inputs)} inputs")
+    for i, (node, needed, gx) in enumerate(zip(f.inputs, f.needs_input_grad, gxs)):
+        if gx is None or not needed:
+            continue
+        x = node.tensor() if node.creator is None else node  # a leaf's data may have been replaced since
+        if x is None:
+            continue
+        if gx.shape != x.shape:
+            raise RuntimeError(f"{f.name}.backward returned a gradient of shape {gx.shape} for input {i} "
+                               f"of shape {x.shape}")
+        yield node, gx if gx.dtype == x.dtype else gx.astype(x.dtype)
+
+
 def _hooked_leaf_uses(order):
-    """How many Functions of ``order`` take each leaf that has grad hooks (counted down in backward)."""
+    """How many Functions of ``order`` take each leaf that has grad hooks. Data-parallel training
+    starts all-reducing a parameter's gradient from its hook, as soon as the count is down to 0."""
     uses = {}
     for f in order:
-        for x in f.inputs or ():
-            if x._grad_hooks and x.creator is None:
-                uses[x] = uses.get(x, 0) + 1
+        for n in f.inputs:
+            if n.creator is None and getattr(n.tensor(), "_grad_hooks", None):
+                uses[n] = uses.get(n, 0) + 1
     return uses
 
 
-def _leaf_uses_done(f, uses):
-    """``f`` (a Function, or the leaf itself) has passed its gradients: run hooks of finished leaves."""
-    if not uses:
-        return
-    for x in (f.inputs or ()) if isinstance(f, Function) else (f,):
-        if x in uses:
-            uses[x] -= 1
-            if uses[x] == 0:
-                for hook in list(x._grad_hooks):
-                    hook(x)
+def _last_uses(f, uses):
+    """The hooked leaves whose last Function was ``f`` (counting their uses down)."""
+    done = []
+    for n in f.inputs if uses else ():
+        if n in uses:
+            uses[n] -= 1
+            if uses[n] == 0:
+                done.append(n)
+    return done
 
 
+def _run(f, what, method, *arrays):
+    """``method(*arrays)``; an out-of-memory error becomes one naming the op and the size (CuPy's names neither)."""
+    try:
+        return method(*arrays)
+    except MemoryError as e:
+        err = backend.out_of_memory(f"{f.name} {what}", e)
+        if err is None:
+            raise
+        raise err from e
+
+
+# ---- Function -------------------------------------------------------------------------------------
 def as_tensor(x, like=None):
     """Wrap a constant (scalar, array) as a Tensor; Python scalars take ``like``'s dtype and device."""
     if isinstance(x, Tensor):
         return x
     if like is not None:
-        xp = backend.xp_of(like.data)
+        xp, floating = backend.xp_of(like.data), like.dtype.kind == "f"
         if np.isscalar(x) or isinstance(x, np.ndarray) and x.ndim == 0:
-            dtype = like.dtype if like.dtype.kind == "f" or isinstance(x, (int, np.integer)) else None
-            return Tensor(xp.asarray(x, dtype=dtype))
+            return Tensor(xp.asarray(x, dtype=like.dtype if floating or isinstance(x, (int, np.integer)) else None))
         if isinstance(x, (list, tuple)):
-            return Tensor(xp.asarray(x, dtype=like.dtype if like.dtype.kind == "f" else None))
+            return Tensor(xp.asarray(x, dtype=like.dtype if floating else None))
     return Tensor(x)
 
 
 class Function:
     """One differentiable op. Subclasses write ``forward(*arrays)`` and ``backward(*grads)``.
 
-    ``forward`` receives raw arrays and returns an array (or a tuple of them), keeping on
-    ``self`` whatever ``backward`` needs. ``backward`` receives one gradient per output and
-    returns one gradient per input (``None`` for an input that needs none). Attributes set on
-    the instance are freed after backward has run (unless ``retain_graph=True``).
+    ``forward`` receives raw arrays and returns an array (or a tuple of them), saving on ``self``
+    the arrays ``backward`` reads and nothing more: whatever is saved stays alive until backward
+    (``self.needs_input_grad[i]`` says which inputs need a gradient at all). ``backward`` receives
+    one gradient per output and returns one per input (None where none is needed). Everything on
+    ``self`` is dropped after backward has run, unless ``retain_graph=True``.
     """
 
-    inputs = None
-    outputs = ()
-    generation = 0
+    inputs = ()   # the inputs' Nodes (no data), set when a call is recorded
+    outputs = ()  # weak references to the outputs' Nodes
     freed = False
 
     @property
@@ -401,30 +302,19 @@ class Function:
     def __call__(self, *inputs):
         ref = next((x for x in inputs if isinstance(x, Tensor)), None)
         xs = [as_tensor(x, ref) for x in inputs]
-        _check_same_device(self.name, xs)
-        arrays = [x.data for x in xs]
-        needs_grad = Config.enable_grad and any(x.requires_grad for x in xs)
-        self.needs_input_grad = tuple(x.requires_grad for x in xs) if needs_grad else (False,) * len(xs)
-        try:
-            ys = self.forward(*arrays)
-        except MemoryError as e:  # name the op and the size (CuPy's own message names neither op nor layer)
-            err = backend.out_of_memory(f"{self.name} forward", e)
-            if err is None:
-                raise
-            raise err from e
-        if not isinstance(ys, tuple):
-            ys = (ys,)
-        outputs = [Tensor(y) for y in ys]
-        if needs_grad:
-            import weakref
-            self.inputs = xs
-            self.generation = max(x.generation for x in xs)
-            self._output_meta = [(y.shape, y.dtype) for y in ys]
-            for o in outputs:
-                o.creator = self
-                o.requires_grad = True
-                o.generation = self.generation + 1
-            self.outputs = [weakref.ref(o) for o in outputs]
+        if len({x.device for x in xs}) > 1:
+            where = ", ".join(f"input {i} on {x.device}" for i, x in enumerate(xs))
+            raise RuntimeError(f"{self.name}: inputs are on different devices ({where}); move them with .to(device) first")
+        record = Config.enable_grad and any(x.requires_grad for x in xs)
+        self.needs_input_grad = tuple(record and x.requires_grad for x in xs)
+        ys = _run(self, "forward", self.forward, *[x.data for x in xs])
+        outputs = [Tensor(y) for y in (ys if isinstance(ys, tuple) else (ys,))]
+        if record:
+            self.inputs = tuple(x.node for x in xs)
+            self.output_meta = [(y.shape, y.dtype) for y in outputs]
+            for y in outputs:
+                y.node, y.requires_grad = Node(y, self), True
+            self.outputs = tuple(weakref.ref(y.node) for y in outputs)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
     def forward(self, *xs):
@@ -433,22 +323,10 @@ class Function:
     def backward(self, *gys):
         raise NotImplementedError
 
-    def _zeros_like_output(self, i):
-        shape, dtype = self._output_meta[i]
-        xp = backend.xp_of(*[x.data for x in self.inputs])
-        return xp.zeros(shape, dtype=dtype)
-
     def release(self):
-        """Drop saved arrays and the links to inputs once backward has used them."""
+        """Drop the saved arrays and the links to the inputs once backward has used them."""
         self.__dict__.clear()
         self.freed = True
-
-
-def _check_same_device(op, tensors):
-    devices = {x.device for x in tensors}
-    if len(devices) > 1:
-        where = ", ".join(f"input {i} on {x.device}" for i, x in enumerate(tensors))
-        raise RuntimeError(f"{op}: inputs are on different devices ({where}); move them with .to(device) first")
 
 
 def tensor(data, requires_grad=False, dtype=None, device=None):
@@ -457,13 +335,14 @@ def tensor(data, requires_grad=False, dtype=None, device=None):
     Like ``torch.tensor`` it copies: changing the tensor in place (an optimiser step) never
     changes the caller's array. (``Tensor(array)`` itself wraps without copying.)
     """
-    if isinstance(data, Tensor):
-        data = data.data
+    data = _raw(data)
     if isinstance(data, np.ndarray) or backend._is_cupy_array(data):
         data = data.copy()
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
 
 
-# Imported last: these modules define Functions on top of the classes above.
-from minidl.functional import math as _math  # noqa: E402
-from minidl.functional import shape as _shape  # noqa: E402
+# ---- the one seam with minidl.functional ----------------------------------------------------------
+# Tensor's operators and array-like methods (+, @, [], .sum(), .reshape(), .to(), ...) are ops of
+# minidl.functional; that module adds them to Tensor in one table. Imported last, because the ops
+# are Functions defined on the classes above.
+from minidl.functional import operators as _operators  # noqa: E402,F401

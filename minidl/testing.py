@@ -11,11 +11,9 @@ against numerical differences), with a report that says which input's gradient i
     check_layer(MyReLU): PASS (2 cases)
     ...
 
-How the gradient is checked (the same rule as ``md.gradcheck``): every input is float64; the
-scalar L = sum(out * w) with a fixed random w is differentiated by your backward (analytic) and by
-central differences (L(x + eps) - L(x - eps)) / 2 eps, one element at a time (numeric). An element
-passes when |analytic - numeric| <= atol + rtol * |numeric|. The random w (instead of all ones)
-makes a missing transpose or a swapped index visible.
+How the gradient is checked: by ``minidl.gradcheck``'s engine, the same rule and the same report
+table as ``md.gradcheck`` (float64 inputs, L = sum(out * w) with a fixed random w, central
+differences one element at a time, |analytic - numeric| <= atol + rtol * |numeric| per element).
 
 When an input fails, the report shows how many of its elements are wrong, the worst one (index,
 analytic, numeric), the spatial positions that are wrong for images, and a hint when the error
@@ -30,41 +28,11 @@ import numpy as np
 
 from minidl import backend
 from minidl.autograd import Function, Tensor, enable_grad
+from minidl.gradcheck import (GradientReport, diagnose, float_outputs, numeric_gradient, random_weights,  # noqa: F401
+                              report_table, weighted_sum, TOLERANCE_NOTE)
 from minidl.nn.module import Module
 
 DEFAULT_SHAPES = ((2, 3, 6, 6), (1, 2, 5, 7))
-
-
-class GradientReport:
-    """The comparison of analytic and numeric gradients of one input (or parameter) in one case."""
-
-    def __init__(self, name, shape, ok, analytic=None, numeric=None, error=None, atol=1e-5, rtol=1e-3):
-        self.name, self.shape, self.ok, self.error = name, tuple(shape), ok, error
-        self.analytic, self.numeric = analytic, numeric
-        self.atol, self.rtol = atol, rtol
-
-    @property
-    def bad(self):
-        return np.abs(self.analytic - self.numeric) > self.atol + self.rtol * np.abs(self.numeric)
-
-    def lines(self):
-        tag = f"grad {self.name}{self.shape}"
-        if self.error is not None:
-            return [f"  {tag:<28} ERROR  {self.error}"]
-        a, n = self.analytic, self.numeric
-        err = np.abs(a - n)
-        rel = err / np.maximum(np.abs(a), np.abs(n)).clip(min=1e-12)
-        if self.ok:
-            return [f"  {tag:<28} ok     max abs err {err.max(initial=0):.1e}, max rel err {rel.max(initial=0):.1e}"]
-        bad = self.bad
-        worst = np.unravel_index(int(np.argmax(err)), a.shape)
-        out = [f"  {tag:<28} WRONG  {int(bad.sum())} of {bad.size} elements wrong; worst at "
-               f"{tuple(int(i) for i in worst)}: analytic {a[worst]:.4g}, numeric {n[worst]:.4g}"]
-        out.extend(f"  {'':<28}        {line}" for line in _where(bad))
-        hint = diagnose(a, n, bad)
-        if hint:
-            out.append(f"  {'':<28}        hint: {hint}")
-        return out
 
 
 class CaseReport:
@@ -80,18 +48,16 @@ class CaseReport:
         return self.forward_ok and all(g.ok for g in self.gradients)
 
     def lines(self):
-        out = [f"case {self.index}: {self.description}"]
-        out.append(f"  {'forward':<28} {'ok    ' if self.forward_ok else 'WRONG '} {self.forward_msg}")
-        for g in self.gradients:
-            out.extend(g.lines())
-        return out
+        out = [f"case {self.index}: {self.description}",
+               f"  forward: {'ok' if self.forward_ok else 'WRONG'}, {self.forward_msg}"]
+        return out + ["  " + line for line in report_table(self.gradients)] if self.gradients else out
 
 
 class CheckResult:
     """What ``check_layer`` found: ``passed`` (also ``bool(result)``), ``cases`` and the ``report`` text."""
 
-    def __init__(self, name, cases):
-        self.name, self.cases = name, cases
+    def __init__(self, name, cases, atol=1e-5, rtol=1e-3):
+        self.name, self.cases, self.atol, self.rtol = name, cases, atol, rtol
         self.passed = all(c.ok for c in cases)
 
     def __bool__(self):
@@ -116,8 +82,7 @@ class CheckResult:
         for c in self.cases:
             lines.extend(c.lines())
         if not self.passed:
-            lines.append("An element of a gradient passes when |analytic - numeric| <= atol + rtol*|numeric|; a correct "
-                         "float64 backward is typically within 1e-8 relative.")
+            lines += [""] + [line.format(atol=self.atol, rtol=self.rtol) for line in TOLERANCE_NOTE]
         return "\n".join(lines)
 
     def __repr__(self):
@@ -190,7 +155,7 @@ def check_layer(fn, reference=None, shapes=DEFAULT_SHAPES, inputs=None, *, check
             else:
                 object.__setattr__(m, b, data)
 
-    result = CheckResult(label, reports)
+    result = CheckResult(label, reports, atol, rtol)
     if verbose:
         print(result.report)
     if raise_on_failure and not result.passed:
@@ -246,8 +211,7 @@ def _check_gradient(call, arrays, i, param, name, seed, eps, atol, rtol):
     try:
         with enable_grad():
             ys = _outputs(call(*xs))
-            wrng = np.random.default_rng(seed + 1)
-            weights = [wrng.standard_normal(y.shape) for y in ys]
+            weights = random_weights(ys, seed)
             target.grad = None
             for y, w in zip(ys, weights):
                 if y.requires_grad:
@@ -261,81 +225,14 @@ def _check_gradient(call, arrays, i, param, name, seed, eps, atol, rtol):
     finally:
         target.grad = None
 
-    numeric = np.zeros(shape)
-    flat = target.data.reshape(-1)  # a view: target.data is a fresh contiguous float64 array
+    def loss():
+        with enable_grad():  # some layers behave differently without a graph; keep it the same
+            return weighted_sum(_outputs(call(*xs)), weights)
     try:
-        for j in range(flat.size):
-            old = flat[j]
-            flat[j] = old + eps
-            up = _weighted_sum(call, xs, weights)
-            flat[j] = old - eps
-            down = _weighted_sum(call, xs, weights)
-            flat[j] = old
-            numeric.reshape(-1)[j] = (up - down) / (2 * eps)
+        numeric = numeric_gradient(loss, target.data, eps)  # target.data: a fresh contiguous float64 array
     except Exception as e:
         return GradientReport(name, shape, False, error="forward raised during numeric differences: " + _short_exc(e))
-    ok = bool(np.all(np.abs(analytic - numeric) <= atol + rtol * np.abs(numeric)))
-    return GradientReport(name, shape, ok, analytic, numeric, atol=atol, rtol=rtol)
-
-
-def _weighted_sum(call, xs, weights):
-    with enable_grad():  # some layers behave differently without a graph; keep it the same
-        ys = _outputs(call(*xs))
-    return sum(float((backend.as_numpy(y.data) * w).sum()) for y, w in zip(ys, weights))
-
-
-# ---- diagnosis -----------------------------------------------------------------------------------
-
-def diagnose(a, n, bad=None):
-    """A one-line guess at what is wrong, from the shapes of the analytic (a) and numeric (n) gradients."""
-    a, n = np.asarray(a, np.float64), np.asarray(n, np.float64)
-    scale = max(np.abs(n).max(initial=0), np.abs(a).max(initial=0), 1e-12)
-
-    def close(p, q):
-        return p.shape == q.shape and np.allclose(p, q, atol=1e-4 * scale, rtol=1e-3)
-
-    if not np.all(np.isfinite(a)):
-        return "the analytic gradient has NaN or Inf values"
-    if np.abs(n).max(initial=0) < 1e-9:
-        return "the output does not depend on this input, but backward returns a non-zero gradient"
-    if np.abs(a).max(initial=0) < 1e-12:
-        return "backward returns zeros (or None) for this input: the gradient is not passed back"
-    if close(a, -n):
-        return "the analytic gradient is the numeric one with the sign flipped: a wrong sign in backward"
-    if a.ndim >= 2 and close(a, np.swapaxes(n, -1, -2)):
-        return "the analytic gradient is the numeric one transposed (last two axes): a missing or extra transpose"
-    if a.ndim == 2 and a.shape[0] == a.shape[1] and close(a, n.T):
-        return "the analytic gradient is the numeric one transposed: a missing or extra transpose"
-    nz = np.abs(n) > 1e-9
-    c = float((a[nz] * n[nz]).sum() / (n[nz] ** 2).sum())
-    if abs(c - 1) > 1e-3 and close(a, c * n):
-        return f"the analytic gradient is {c:.4g} times the numeric one: a missing or extra constant factor"
-    az = np.abs(a) > 1e-9 * scale
-    if az.sum() > 0 and (az & ~nz).sum() > 0 and (nz & ~az).sum() > 0:
-        return ("the gradient goes to elements the output does not depend on, and misses ones it does: an index "
-                "off by one (e.g. a max-pool switch pointing at the wrong element)?")
-    if bad is not None and 0 < bad.mean() < 1:
-        if bad.ndim == 4 and np.abs(a[bad]).sum() < np.abs(n[bad]).sum():
-            return ("only some elements are wrong and the analytic gradient is too small there: contributions "
-                    "from overlapping windows not summed (col2im must use +=, not =)?")
-        return "only some elements are wrong: look at the edges (padding), overlapping windows and index arithmetic"
-    return None
-
-
-def _where(bad):
-    """For an image-shaped input, which spatial positions hold wrong elements (a small map, or row/column lists)."""
-    if bad.ndim != 4 or bad.all():
-        return []
-    H, W = bad.shape[2:]
-    spatial = bad.any(axis=(0, 1))
-    if H <= 16 and W <= 16:
-        return ["wrong positions (h, w) over all images and channels, x = wrong:"] + \
-               ["  " + " ".join("x" if v else "." for v in row) for row in spatial]
-    rows, cols = np.flatnonzero(spatial.any(axis=1)), np.flatnonzero(spatial.any(axis=0))
-
-    def fmt(idx):
-        return "[" + ", ".join(str(int(i)) for i in idx[:12]) + (", ..." if len(idx) > 12 else "") + "]"
-    return [f"wrong at rows {fmt(rows)} and columns {fmt(cols)} (of {H}x{W})"]
+    return GradientReport(name, shape, analytic=analytic, numeric=numeric, atol=atol, rtol=rtol)
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -384,8 +281,7 @@ def _is_float(a):
 
 
 def _outputs(y):
-    ys = y if isinstance(y, (tuple, list)) else (y,)
-    out = [t for t in ys if isinstance(t, Tensor) and t.dtype.kind == "f"]
+    out = float_outputs(y)
     if not out:
         raise TypeError(f"the layer returned {type(y).__name__}, expected a Tensor (did you return a raw array "
                         "from outside a Function?)")

@@ -120,7 +120,7 @@ def test_saved_arrays_are_freed_after_backward():
     z.backward()
     assert f.freed
     assert not hasattr(f, "a") and not hasattr(f, "b")
-    assert f.inputs is None
+    assert f.inputs == ()
 
 
 def test_functions_that_receive_no_gradient_are_freed_too():

@@ -182,3 +182,30 @@ def test_sum_to_helper_is_used_by_correct_broadcast():
             return gy, sum_to(gy, self.shape_b)
     assert md.gradcheck(lambda a, b: GoodAdd()(a, b), t(randn(3, 4)), t(randn(1, 4)))
     assert backend.xp_of(np.zeros(1)) is np
+
+
+def test_check_layer_and_gradcheck_share_one_engine_and_one_table():
+    # the same op and input: the same weights, central differences and row, only the input's label differs
+    from minidl.testing import check_layer
+    a = randn(2, 3)
+    with pytest.raises(md.GradcheckError) as e:
+        md.gradcheck(lambda x: FlippedSignTanh()(x), t(a))
+    table = str(e.value).splitlines()
+    r = check_layer(FlippedSignTanh, inputs=[(a,)], verbose=False)
+    lines = [ln.strip() for ln in r.report.splitlines()]
+    header = lines.index(table[2].strip())
+    assert lines[header + 1].split()[1:] == table[3].split()[1:]
+    assert lines[header + 1].split()[0] == "x" and table[3].split()[0] == "0"
+    assert "sign flipped" in str(e.value) and "sign flipped" in r.report  # the same diagnosis in both
+
+
+def test_a_nan_gradient_is_wrong_not_silently_passed():
+    class NaNBackward(Function):
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, gy):
+            return gy * np.nan
+
+    with pytest.raises(md.GradcheckError, match="NaN"):
+        md.gradcheck(lambda x: NaNBackward()(x), t(randn(3)))

@@ -111,7 +111,8 @@ class Send(Function):
 
     def forward(self, x):
         self.comm.Send(to_buffer(x), dest=self.dest, tag=self.tag)
-        self.x_shape, self.x_dtype, self.x_like = x.shape, x.dtype, x.ravel()[:0]
+        # an empty array on x's device, not a view of x (a view would keep x's memory alive)
+        self.x_shape, self.x_dtype, self.x_like = x.shape, x.dtype, backend.xp_of(x).empty(0, x.dtype)
         return backend.xp_of(x).zeros((), dtype=x.dtype)
 
     def backward(self, gtoken):

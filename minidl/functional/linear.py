@@ -11,7 +11,8 @@ class Linear(Function):
                              f"(expected input (..., {w.shape[1] if w.ndim == 2 else '?'}))")
         if b is not None and b.shape != (w.shape[0],):
             raise ValueError(f"linear: bias has shape {b.shape}, expected ({w.shape[0]},)")
-        self.x, self.w = x, w
+        # x only for the weight's gradient, w only for the input's (a frozen layer keeps no x)
+        self.x, self.w = (x if self.needs_input_grad[1] else None), (w if self.needs_input_grad[0] else None)
         y = x @ w.T
         return y + b if b is not None else y
 

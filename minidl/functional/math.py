@@ -49,7 +49,8 @@ class Sub(_Binary):
 
 class Mul(_Binary):
     def compute(self, a, b):
-        self.a, self.b = a, b
+        need_a, need_b = self.needs_input_grad  # each gradient reads the other operand only
+        self.a, self.b = (a if need_b else None), (b if need_a else None)
         return a * b
 
     def backward(self, gy):
@@ -60,7 +61,7 @@ class Mul(_Binary):
 
 class Div(_Binary):
     def compute(self, a, b):
-        self.a, self.b = a, b
+        self.a, self.b = (a if self.needs_input_grad[1] else None), b  # a only for b's gradient
         return a / b
 
     def backward(self, gy):
@@ -73,9 +74,9 @@ class Pow(_Binary):
     """a ** b for a tensor or constant exponent b."""
 
     def compute(self, a, b):
-        self.a, self.b = a, b
-        self.y = a ** b
-        return self.y
+        y = a ** b
+        self.a, self.b, self.y = a, b, (y if self.needs_input_grad[1] else None)  # y only for b's gradient
+        return y
 
     def backward(self, gy):
         xp = backend.xp_of(gy)

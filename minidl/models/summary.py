@@ -132,17 +132,17 @@ class _Pass:
     """Holds the receptive field of every tensor the pass has seen, and the rows in call order."""
 
     def __init__(self):
-        self.field = {}     # id(tensor) -> (tensor, (r_h, r_w), (j_h, j_w)); the tensor keeps the id alive
+        self.field = {}     # id(graph node) -> (node, (r_h, r_w), (j_h, j_w)); the node keeps the id alive
         self.records = []   # [name, kind, depth, is_leaf, shape, params, madds, rf, jump]
         self.leaf_madds = 0
 
     def mark(self, t, rf, jump):
-        self.field[id(t)] = (t, rf, jump)
+        self.field[id(t.node)] = (t.node, rf, jump)
 
     def field_of(self, t):
         """(rf, jump) of tensor t: recorded, or the largest over the inputs of the op that made it."""
         memo = {}
-        stack = [t]
+        stack = [t.node]  # the graph links nodes (which hold no data), not tensors
         while stack:
             u = stack[-1]
             if id(u) in memo:
@@ -153,7 +153,7 @@ class _Pass:
                 memo[id(u)] = (hit[1], hit[2])
                 stack.pop()
                 continue
-            inputs = list(u.creator.inputs) if u.creator is not None and u.creator.inputs else []
+            inputs = list(u.creator.inputs) if u.creator is not None else []
             todo = [x for x in inputs if id(x) not in memo]
             if todo:
                 stack.extend(todo)
@@ -162,7 +162,7 @@ class _Pass:
             memo[id(u)] = (tuple(max(f[0][a] for f in known) for a in range(2)),
                            tuple(max(f[1][a] for f in known) for a in range(2))) if known else None
             stack.pop()
-        return memo[id(t)] or ((1, 1), (1, 1))
+        return memo[id(t.node)] or ((1, 1), (1, 1))
 
 
 def _wrap(p, name, m, depth, original):
