@@ -299,8 +299,9 @@ def run_training(model=None, data=None, epochs=None, batch_size=None, lr=None, m
         optim.WarmupLR(opt, int(round(warmup_epochs * len(train_loader)))) if warmup_epochs else None)
     ranks = (f" on {replica.world_size} ranks (data parallel: {config['batch_size']} images per rank per step, "
              f"lr x{replica.lr_factor})" if distributed else "")
+    n = config["epochs"]
     log(f"training {config['model']} on {config['data']} ({len(train_set)} training / {len(test_set)} held-out "
-        f"images, {len(config['classes'])} classes) for {config['epochs']} epochs on {device}{ranks}; outputs in {out}")
+        f"images, {len(config['classes'])} classes) for {n} epoch{'s' * (n != 1)} on {device}{ranks}; outputs in {out}")
     native = native_size(config, train_set)
     if native and config["image_size"] >= 2 * native and replica.is_main:
         log(upscaling_note(config, net, len(train_set), native))
@@ -353,8 +354,8 @@ def run_evaluation(path, data=None, ten_crop=False, device="cpu", batch_size=64,
                              f"{config['model']} was trained on ({', '.join(map(str, config['classes'][:10]))}"
                              f"{', …' if len(config['classes']) > 10 else ''})")
         config = dict(config, data=data)
-    net = build_model(config)
     state = read_weights(path)
+    net = build_model(config)
     try:
         net.load_state_dict(state)
     except (KeyError, ValueError) as e:

@@ -406,9 +406,9 @@ def upscaling_note(config, net, n_images, native):
 
 
 def kernels_cache_is_cold():
-    """True when Numba has no up-to-date cached compilation of minidl's CPU kernels (a first run:
-    compiling them takes ~15 s). Looks where Numba keeps its cache: __pycache__ beside the kernel
-    sources, $NUMBA_CACHE_DIR, or the user-wide cache."""
+    """True when Numba holds no up-to-date cached compilation of any of minidl's CPU kernels: the
+    first run on this install (or after the kernels changed) compiles them, ~15 s. Looks where
+    Numba keeps its cache: __pycache__ beside the sources, $NUMBA_CACHE_DIR, or the user-wide cache."""
     from minidl import kernels
     root = os.path.dirname(kernels.__file__)
     sources = [p for p in glob.glob(os.path.join(root, "**", "*.py"), recursive=True)
@@ -417,7 +417,8 @@ def kernels_cache_is_cold():
         root, os.path.join(os.path.expanduser("~"), ".cache", "numba")]
     for src in sources:
         stem = os.path.splitext(os.path.basename(src))[0]
-        index = [p for place in places for p in glob.glob(os.path.join(place, "**", f"{stem}.*.nbi"), recursive=True)]
-        if not index or max(os.path.getmtime(p) for p in index) < os.path.getmtime(src):
-            return True
-    return False
+        for place in places:
+            for index in glob.glob(os.path.join(place, "**", f"{stem}.*.nbi"), recursive=True):
+                if os.path.getmtime(index) >= os.path.getmtime(src):
+                    return False
+    return bool(sources)
