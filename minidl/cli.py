@@ -149,11 +149,11 @@ def cmd_train(args):
                                  workers=args.workers, progress=False if args.no_progress else None,
                                  schedule=args.schedule, distributed=args.distributed, lr_scaling=args.lr_scaling,
                                  warmup_epochs=args.warmup_epochs, sync_batchnorm=args.sync_batchnorm)
-    except train.TrainingInterrupted as e:
-        print(f"minidl train: {interrupted_message(e)}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("minidl train: interrupted before training started; nothing was written", file=sys.stderr)
+    except KeyboardInterrupt as e:  # Ctrl-C: one line (from rank 0 alone), no traceback, the shell's 130
+        if rank == 0:
+            what = (interrupted_message(e) if isinstance(e, train.TrainingInterrupted)
+                    else "interrupted before training started; nothing was written")
+            print(f"minidl train: {what}", file=sys.stderr)
         return 130
     except (train.TrainingDiverged, CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"minidl train: {e}", file=sys.stderr)

@@ -65,7 +65,7 @@ class TrainOptions:
     device: str = "cpu"
     out_dir: str = None
     progress: object = None
-    progress_seconds: float = 10.0
+    progress_seconds: float = 5.0
     log: object = None
     config: dict = None
     save_filters: bool = True
