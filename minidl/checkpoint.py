@@ -86,7 +86,7 @@ def read_checkpoint(path):
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist{_usable_hint(os.path.dirname(path))}")
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:  # closed even if np.load fails
             arrays = {k: f[k] for k in f.files}  # reading every member checks every CRC
         meta = json.loads(str(arrays.pop("meta")))
         if meta.get("format") != FORMAT:
@@ -116,7 +116,7 @@ def read_weights(path):
     if not os.path.isfile(path):
         raise CheckpointError(f"weights file {path} does not exist{_usable_hint(os.path.dirname(path))}")
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:  # closed even if np.load fails
             keys = f.files
             if "meta" in keys:
                 return read_checkpoint(path)[0]

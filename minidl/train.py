@@ -30,8 +30,8 @@ import numpy as np
 from minidl import backend, nn, optim, random
 from minidl import functional as F
 from minidl.autograd import Tensor
-from minidl.checkpoint import (CHECKPOINT, CheckpointError, read_checkpoint, save_checkpoint, save_weights,  # noqa: F401
-                               write_config, write_log)
+from minidl.checkpoint import (CHECKPOINT, CheckpointError, read_checkpoint,  # noqa: F401  (train.read_checkpoint)
+                               save_checkpoint, save_weights, write_config, write_log)
 from minidl.metrics import evaluate, format_errors, topk_correct
 from minidl.models.tiny_alexnet import TinyAlexNet, tiny_alexnet  # noqa: F401  (its home before models/)
 
@@ -248,8 +248,10 @@ class Trainer:
                 wrong += n - topk_correct(logits.data if backend.device_of(logits.data) == "cpu"
                                           else backend.as_numpy(logits.data), y, (1,))[1]
                 if show == "bar":
-                    batches.set_postfix(loss=f"{total_loss / seen:.4f}", err=f"{100 * wrong / seen:.1f}%", refresh=False)
-                elif show == "lines" and (batch == 0 or time.perf_counter() - last_line >= self.options.progress_seconds):
+                    batches.set_postfix(loss=f"{total_loss / seen:.4f}", err=f"{100 * wrong / seen:.1f}%",
+                                        refresh=False)
+                elif show == "lines" and (batch == 0 or
+                                          time.perf_counter() - last_line >= self.options.progress_seconds):
                     last_line = time.perf_counter()
                     self.log(f"  epoch {epoch + 1}/{self.epochs}  batch {batch + 1}/{len(self.train_loader)}  "
                              f"loss {total_loss / seen:.4f}  train error {100 * wrong / seen:.1f}%  "
@@ -411,8 +413,7 @@ def kernels_cache_is_cold():
     Numba keeps its cache: __pycache__ beside the sources, $NUMBA_CACHE_DIR, or the user-wide cache."""
     from minidl import kernels
     root = os.path.dirname(kernels.__file__)
-    sources = [p for p in glob.glob(os.path.join(root, "**", "*.py"), recursive=True)
-               if "cache=True" in open(p, encoding="utf-8").read()]
+    sources = [p for p in glob.glob(os.path.join(root, "**", "*.py"), recursive=True) if _caches(p)]
     places = [os.environ["NUMBA_CACHE_DIR"]] if os.environ.get("NUMBA_CACHE_DIR") else [
         root, os.path.join(os.path.expanduser("~"), ".cache", "numba")]
     for src in sources:
@@ -422,3 +423,9 @@ def kernels_cache_is_cold():
                 if os.path.getmtime(index) >= os.path.getmtime(src):
                     return False
     return bool(sources)
+
+
+def _caches(path):
+    """True for a source that asks Numba to cache its compilations."""
+    with open(path, encoding="utf-8") as f:
+        return "cache=True" in f.read()

@@ -149,10 +149,11 @@ def test_run_outputs(tmp_path):
     assert [r["epoch"] for r in rows] == ["1", "2"]
     for col in ("train_loss", "val_top1_error", "val_top5_error", "lr"):
         assert all(r[col] != "" for r in rows)
-    curves = Image.open(tmp_path / "curves.png")
-    assert curves.size == (900, 380) and len(np.unique(np.asarray(curves).reshape(-1, 3), axis=0)) > 4  # drawn
-    filters = Image.open(tmp_path / "filters.png")
-    assert min(filters.size) >= 320  # enlarged from the raw filter grid so the picture is legible
+    with Image.open(tmp_path / "curves.png") as curves:
+        assert curves.size == (900, 380) and len(np.unique(np.asarray(curves.convert("RGB")).reshape(-1, 3),
+                                                           axis=0)) > 4  # drawn
+    with Image.open(tmp_path / "filters.png") as filters:
+        assert min(filters.size) >= 320  # enlarged from the raw filter grid so the picture is legible
     loaded = small_net().load(tmp_path / "model.npz")
     np.testing.assert_array_equal(loaded.state_dict()["features.0.weight"], model.state_dict()["features.0.weight"])
     assert not any(n.startswith(".tmp-") for n in os.listdir(tmp_path))   # no temp files left behind
