@@ -283,13 +283,13 @@ class Trainer:
         try:
             for epoch in range(self.epoch, self.epochs):
                 self._fit_epoch(epoch)
+            if self.is_main and self.out_dir:
+                save_weights(self.path("model.npz"), self.model)
+                if self.options.save_filters:
+                    save_first_filters(self.model, self.path("filters.png"))
         except KeyboardInterrupt:
             ckpt = self.checkpoint_path if self.epoch and self.checkpoint_path else None
-            raise TrainingInterrupted(self.epoch + 1, self.step, self.epoch, ckpt) from None
-        if self.is_main and self.out_dir:
-            save_weights(self.path("model.npz"), self.model)
-            if self.options.save_filters:
-                save_first_filters(self.model, self.path("filters.png"))
+            raise TrainingInterrupted(min(self.epoch + 1, self.epochs), self.step, self.epoch, ckpt) from None
         return self.history
 
     def _fit_epoch(self, epoch):

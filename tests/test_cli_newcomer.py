@@ -34,7 +34,8 @@ class Live:
         self.proc = subprocess.Popen([sys.executable, "-m", "minidl.cli", *map(str, args)], cwd=cwd, env=env(),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines, self.seen = queue.Queue(), []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self):
         for line in self.proc.stdout:
@@ -53,12 +54,21 @@ class Live:
             if re.search(pattern, line):
                 return line
         self.proc.kill()
-        pytest.fail(f"no line matching {pattern!r}; stdout:\n{''.join(self.seen)}\nstderr:\n{self.proc.stderr.read()}")
+        err = self.close()[1]
+        pytest.fail(f"no line matching {pattern!r}; stdout:\n{''.join(self.seen)}\nstderr:\n{err}")
 
     def interrupt(self, timeout=120):
         self.proc.send_signal(signal.SIGINT)
+        return self.close(timeout)
+
+    def close(self, timeout=120):
+        """(exit status, stderr) once the process has ended; its pipes closed."""
         err = self.proc.stderr.read()
-        return self.proc.wait(timeout), err
+        code = self.proc.wait(timeout)
+        self.reader.join(timeout)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return code, err
 
 
 def good_run(runs):
@@ -78,6 +88,13 @@ def test_meaningless_flag_values_are_refused_naming_the_flag(tmp_path):
         last = out.stderr.strip().splitlines()[-1]
         assert f"argument {flag}:" in last and "DataLoader" not in out.stderr, last
     assert not (tmp_path / "runs").exists()
+
+
+def test_summary_of_the_default_net(tmp_path):
+    out = minidl("summary", "tiny_alexnet", cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "total parameters:       215,370" in out.stdout and "input 1x32x32" in minidl(
+        "summary", "--list", cwd=tmp_path, timeout=120).stdout
 
 
 def test_first_run_compiles_prints_plain_progress_links_latest_and_modes(tmp_path):
