@@ -1,21 +1,54 @@
-"""The ``minidl`` command. Each subcommand is a function ``cmd_<name>(args)`` registered in ``build_parser``."""
+"""The ``minidl`` command: its subcommands, their flags, and the glue from a command line to a run.
+
+Each subcommand is a pair ``add_<name>_parser(sub)`` / ``cmd_<name>(args)``, registered in the table
+``SUBCOMMANDS``. Flags take argparse type functions (``positive_int`` …), so a meaningless value is
+refused naming the flag before anything starts. ``run_training``, ``run_evaluation`` and
+``run_classify`` do the work (they are also the Python entry points of the same commands).
+"""
 import argparse
+import functools
+import math
+import os
 import sys
 
+import numpy as np
+
 import minidl
+from minidl.checkpoint import (CheckpointError, MarkLatest, in_runs, missing_run, new_run_dir, read_config,
+                               read_weights, remove_unfinished, resume_dir)
+from minidl.train import DEFAULTS, build_model, model_input
 
 
+# ---- flag types ----------------------------------------------------------------------------------
+def _number(kind, test, what):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (math.isfinite(value) and test(value)):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number(float, lambda v: v > 0, "a number > 0")
+nonnegative_float = _number(float, lambda v: v >= 0, "a number >= 0")
+momentum_float = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+# ---- the subcommands -----------------------------------------------------------------------------
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minidl",
         description="minidl: a from-scratch deep-learning engine for the ImageNet era of ConvNets.")
     parser.add_argument("--version", action="version", version=f"minidl {minidl.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    # Subcommands register themselves here: add_<name>_parser(sub).
-    add_summary_parser(sub)
-    add_train_parser(sub)
-    add_eval_parser(sub)
-    add_classify_parser(sub)
+    for add_parser in SUBCOMMANDS:
+        add_parser(sub)
     return parser, sub
 
 
@@ -26,10 +59,10 @@ def add_summary_parser(sub):
     p.add_argument("model", help="model name, e.g. alexnet, vgg16, googlenet, resnet50 (--list shows all)",
                    nargs="?")
     p.add_argument("--list", action="store_true", help="list the model names and exit")
-    p.add_argument("--input-size", type=int, nargs="+", metavar="N",
+    p.add_argument("--input-size", type=positive_int, nargs="+", metavar="N",
                    help="input height [width] (default: the size the model is drawn for, e.g. 227 for alexnet)")
-    p.add_argument("--num-classes", type=int, default=None, help="number of classes (default: the model's)")
-    p.add_argument("--depth", type=int, default=None,
+    p.add_argument("--num-classes", type=positive_int, default=None, help="number of classes (default: the model's)")
+    p.add_argument("--depth", type=positive_int, default=None,
                    help="group rows: 1 = one row per child of the model (e.g. per Inception module)")
     p.add_argument("--eval", action="store_true", help="summarise eval mode (hides GoogLeNet's aux heads)")
     p.set_defaults(func=cmd_summary)
@@ -57,7 +90,6 @@ def cmd_summary(args):
 
 
 def add_train_parser(sub):
-    from minidl.train import DEFAULTS
     p = sub.add_parser("train", help="train a model (default: a small AlexNet-style net on the embedded digits)",
                        description="Train with SGD (momentum 0.9, weight decay 5e-4), checkpointing every epoch. "
                                    "Ends with the held-out 'top-1 error X.X%  top-5 error Y.Y%'.")
@@ -66,29 +98,34 @@ def add_train_parser(sub):
     p.add_argument("--data", default=None,
                    help="digits (default, embedded), cifar10:PATH (python batches), or an image folder PATH "
                         "(PATH/<class>/<image>, or PATH/train and PATH/val)")
-    p.add_argument("--epochs", type=int, default=None, help=f"epochs (default {DEFAULTS['epochs']})")
-    p.add_argument("--batch-size", type=int, default=None, help=f"batch size (default {DEFAULTS['batch_size']})")
-    p.add_argument("--lr", type=float, default=None, help=f"learning rate (default {DEFAULTS['lr']})")
-    p.add_argument("--momentum", type=float, default=None, help=f"SGD momentum (default {DEFAULTS['momentum']})")
-    p.add_argument("--weight-decay", type=float, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None, help=f"epochs (default {DEFAULTS['epochs']})")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help=f"batch size (default {DEFAULTS['batch_size']})")
+    p.add_argument("--lr", type=positive_float, default=None, help=f"learning rate (default {DEFAULTS['lr']})")
+    p.add_argument("--momentum", type=momentum_float, default=None,
+                   help=f"SGD momentum (default {DEFAULTS['momentum']})")
+    p.add_argument("--weight-decay", type=nonnegative_float, default=None,
                    help=f"L2 weight decay (default {DEFAULTS['weight_decay']})")
     p.add_argument("--schedule", choices=("step", "plateau", "none"), default="step",
                    help="learning-rate schedule: step (/10 for the last third; default), plateau (/10 when the "
                         "held-out error stalls), none")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (default) or cuda (needs CuPy)")
-    p.add_argument("--out", default=None, help="run folder (default runs/<date-time>, linked as runs/latest)")
+    p.add_argument("--out", default=None,
+                   help="run folder (default runs/<date-time>; runs/latest names it once an epoch has finished)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out (default runs/latest) from its last checkpoint")
-    p.add_argument("--seed", type=int, default=None, help=f"random seed (default {DEFAULTS['seed']})")
-    p.add_argument("--workers", type=int, default=0, help="threads decoding images in parallel (default 0)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (it is off anyway when not a TTY)")
+    p.add_argument("--seed", type=nonnegative_int, default=None, help=f"random seed (default {DEFAULTS['seed']})")
+    p.add_argument("--workers", type=nonnegative_int, default=0,
+                   help="threads decoding images in parallel (default 0)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress (default: a bar on a terminal, a plain line every few seconds otherwise)")
     p.add_argument("--distributed", action="store_true",
                    help="data parallel over MPI ranks: start with `mpiexec -n N minidl train --distributed ...` "
                         "(needs the mpi extra); each rank takes --batch-size images per step, rank 0 writes")
     p.add_argument("--lr-scaling", choices=("linear", "none"), default="linear",
                    help="with --distributed: multiply --lr by the number of ranks (linear, Goyal et al. 2017; "
                         "default) or not (none)")
-    p.add_argument("--warmup-epochs", type=float, default=0,
+    p.add_argument("--warmup-epochs", type=nonnegative_float, default=0,
                    help="gradual warm-up of the learning rate over this many epochs (Goyal et al. used 5; default 0)")
     p.add_argument("--sync-batchnorm", action="store_true",
                    help="with --distributed: BatchNorm statistics over all ranks (default: per rank)")
@@ -97,14 +134,28 @@ def add_train_parser(sub):
 
 def cmd_train(args):
     from minidl import train
+    from minidl.distributed import launched_ranks
+    rank, ranks = launched_ranks()
+    if ranks > 1 and not args.distributed:  # else every rank would train alone, all in one run folder
+        if rank == 0:
+            print(f"minidl train: started by mpiexec as {ranks} ranks but without --distributed: add it "
+                  f"(mpiexec -n {ranks} minidl train --distributed ...) to train one model on all of them",
+                  file=sys.stderr)
+        return 1
     try:
-        train.run_training(model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
-                           lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, device=args.device,
-                           out=args.out, resume=args.resume, seed=args.seed, workers=args.workers,
-                           progress=False if args.no_progress else None, schedule=args.schedule,
-                           distributed=args.distributed, lr_scaling=args.lr_scaling,
-                           warmup_epochs=args.warmup_epochs, sync_batchnorm=args.sync_batchnorm)
-    except (train.TrainingDiverged, train.CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:
+        run_training(model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
+                                 lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                                 device=args.device, out=args.out, resume=args.resume, seed=args.seed,
+                                 workers=args.workers, progress=False if args.no_progress else None,
+                                 schedule=args.schedule, distributed=args.distributed, lr_scaling=args.lr_scaling,
+                                 warmup_epochs=args.warmup_epochs, sync_batchnorm=args.sync_batchnorm)
+    except KeyboardInterrupt as e:  # Ctrl-C: one line (from rank 0 alone), no traceback, the shell's 130
+        if rank == 0:
+            what = (interrupted_message(e) if isinstance(e, train.TrainingInterrupted)
+                    else "interrupted before training started; nothing was written")
+            print(f"minidl train: {what}", file=sys.stderr)
+        return 130
+    except (train.TrainingDiverged, CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"minidl train: {e}", file=sys.stderr)
         if args.distributed:  # the other ranks would wait for this one forever: end the whole job
             from minidl.distributed import faults
@@ -123,17 +174,16 @@ def add_eval_parser(sub):
                         "(for the digits, which train without flips, the five unmirrored crops)")
     p.add_argument("--data", default=None, help="evaluate on another data spec with the same classes")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--workers", type=nonnegative_int, default=0)
     p.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args):
-    from minidl import train
     try:
-        train.run_evaluation(args.run, data=args.data, ten_crop=args.ten_crop, device=args.device,
-                             batch_size=args.batch_size, workers=args.workers)
-    except (train.CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:
+        run_evaluation(args.run, data=args.data, ten_crop=args.ten_crop, device=args.device,
+                       batch_size=args.batch_size, workers=args.workers)
+    except (CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"minidl eval: {e}", file=sys.stderr)
         return 1
     return 0
@@ -153,13 +203,21 @@ def add_classify_parser(sub):
 
 
 def cmd_classify(args):
-    from minidl import train
     try:
-        train.run_classify(args.images, model=args.model, weights=args.weights, device=args.device, topk=args.top)
-    except (train.CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:
+        run_classify(args.images, model=args.model, weights=args.weights, device=args.device, topk=args.top)
+    except (CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"minidl classify: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+# The subcommands, in the order `minidl --help` lists them: one add_<name>_parser each.
+SUBCOMMANDS = [
+    add_summary_parser,
+    add_train_parser,
+    add_eval_parser,
+    add_classify_parser,
+]
 
 
 def main(argv=None):
@@ -169,6 +227,222 @@ def main(argv=None):
         parser.print_help()
         return 0 if args.command is None else 2
     return args.func(args) or 0
+
+
+# ---- minidl train --------------------------------------------------------------------------------
+def interrupted_message(e):
+    """The one line Ctrl-C prints: where training stopped, what is intact, how to go on."""
+    where = f"interrupted in epoch {e.epoch} (step {e.step})"
+    run_dir = getattr(e, "run_dir", None)
+    if not e.checkpoint:
+        removed = " (its run folder was removed)" if getattr(e, "removed", False) else ""
+        return f"{where}, before any epoch finished: nothing to resume{removed}"
+    return (f"{where}; the checkpoint of epoch {e.finished} ({e.checkpoint}) is intact; continue with: "
+            f"minidl train --resume --out {run_dir}")
+
+
+def run_training(model=None, data=None, epochs=None, batch_size=None, lr=None, momentum=None, weight_decay=None,
+                 device="cpu", out=None, resume=False, seed=None, workers=0, progress=None, schedule="step",
+                 log=functools.partial(print, flush=True), distributed=False, lr_scaling="linear", warmup_epochs=0,
+                 sync_batchnorm=False):
+    """``minidl train``: build model and data, train with checkpoints, print the final held-out errors.
+
+    distributed: one replica per MPI rank (``mpiexec -n N minidl train --distributed``; see
+    minidl.distributed.training): lr multiplied by N (``lr_scaling="linear"``, or "none"),
+    ``warmup_epochs`` of gradual warm-up, ``sync_batchnorm`` for BN statistics over all ranks.
+
+    Returns ``(trainer, {"top1", "top5", ...})``. Arguments left None take ``DEFAULTS`` (or, when
+    resuming, the values stored in the run's config.json). A new run folder is linked as
+    runs/latest once its first epoch has finished; one that ends before that is removed.
+    """
+    from minidl import optim, random
+    from minidl.data import DataLoader, presets
+    from minidl.metrics import evaluate, format_errors
+    from minidl.train import (Replica, Trainer, TrainingInterrupted, at_chance, kernels_cache_is_cold,
+                              make_schedule, native_size, upscaling_note)
+    args = {"model": model, "data": data, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+            "momentum": momentum, "weight_decay": weight_decay, "seed": seed}
+    replica = Replica()
+    if distributed:
+        from minidl import distributed as dist
+        from minidl.distributed import training as dist_training
+        replica = dist_training.DataParallelReplica(lr_scaling, dist.init())
+        log = log if replica.is_main else dist_training.silent
+        out = dist_training.shared_run_dir(lambda o, r: resume_dir(o) if r else (o or new_run_dir()), out, resume)
+    else:
+        out = resume_dir(out) if resume else (out or new_run_dir())
+    made = not resume and not os.path.exists(out)
+    if resume:
+        config = read_config(out)
+        for k in ("model", "data", "batch_size", "seed"):
+            if args[k] is not None and args[k] != config[k]:
+                raise ValueError(f"--resume: this run used --{k.replace('_', '-')} {config[k]}, not {args[k]}")
+        config = dict(config, **{k: v for k, v in args.items() if v is not None})
+    else:
+        settings = {k: (v if v is not None else DEFAULTS[k]) for k, v in args.items()}
+        channels, size = model_input(settings["model"])
+        config = dict(presets.data_config(settings["data"], size, channels), **settings, schedule=schedule)
+    random.manual_seed(config["seed"])
+    net = build_model(config)
+    train_set = presets.build_dataset(config, True, presets.make_transform(config, "train"))
+    test_set = presets.build_dataset(config, False, presets.make_transform(config, "test"))
+    if len(test_set) == 0:
+        raise ValueError(f"--data {config['data']}: the held-out split is empty (a folder without train/ and val/ "
+                         f"holds out 10% of each class: give each class at least 6 images)")
+    train_loader = DataLoader(train_set, config["batch_size"], shuffle=True, num_workers=workers, seed=config["seed"])
+    test_loader = DataLoader(test_set, max(config["batch_size"], 64), num_workers=workers)
+    opt = optim.SGD(net.parameters(), config["lr"], momentum=config["momentum"], weight_decay=config["weight_decay"])
+    if distributed:  # broadcast weights, shard the loader, average gradients, scale lr
+        opt = dist_training.prepare(net, opt, train_loader, sync_batchnorm, lr_scaling)
+    sched = make_schedule(opt, config.get("schedule"), config["epochs"])
+    warm = dist_training.warmup(opt, warmup_epochs, len(train_loader), replica.world_size) if distributed else (
+        optim.WarmupLR(opt, int(round(warmup_epochs * len(train_loader)))) if warmup_epochs else None)
+    ranks = (f" on {replica.world_size} ranks (data parallel: {config['batch_size']} images per rank per step, "
+             f"lr x{replica.lr_factor})" if distributed else "")
+    n = config["epochs"]
+    log(f"training {config['model']} on {config['data']} ({len(train_set)} training / {len(test_set)} held-out "
+        f"images, {len(config['classes'])} classes) for {n} epoch{'s' * (n != 1)} on {device}{ranks}; outputs in {out}")
+    native = native_size(config, train_set)
+    if native and config["image_size"] >= 2 * native and replica.is_main:
+        log(upscaling_note(config, net, len(train_set), native))
+    if device == "cpu" and replica.is_main and kernels_cache_is_cold():
+        log("compiling the CPU kernels with Numba (first run only, about 15 s; cached afterwards) ...")
+    trainer = Trainer(net, train_loader, test_loader, opt, schedule=sched, batch_schedule=warm, replica=replica,
+                      callbacks=[MarkLatest(out)] if in_runs(out) else [],
+                      epochs=config["epochs"], device=device, out_dir=out, progress=progress, config=config, log=log)
+    try:
+        trainer.fit(resume=bool(resume))
+    except BaseException as e:
+        removed = made and replica.is_main and trainer.epoch == 0 and remove_unfinished(out)
+        if isinstance(e, TrainingInterrupted):
+            e.run_dir, e.removed = out, removed
+        raise
+    last = trainer.history[-1] if trainer.history else None
+    if last is None or "val_top1_error" not in last:
+        ev = evaluate(trainer.model, test_loader, device)
+    else:
+        ev = {"top1": last["val_top1_error"], "top5": last["val_top5_error"], "loss": last["val_loss"]}
+    log(f"outputs in {out}/: checkpoint.npz, model.npz, log.csv, curves.png, filters.png, config.json")
+    k = len(config["classes"])
+    if at_chance(ev["top1"], k, len(test_set)):
+        log(f"warning: a held-out top-1 error of {100 * ev['top1']:.1f}% is chance level for {k} classes "
+            f"(guessing: {100 * (1 - 1 / k):.1f}%): the net learned nothing. Try a lower --lr, more --epochs, "
+            f"or look at the data")
+    log(format_errors(ev["top1"], ev["top5"]))
+    return trainer, ev
+
+
+# ---- minidl eval / classify ----------------------------------------------------------------------
+VIEWS = {5: "five (no mirrors for digits)", 10: "ten"}
+
+
+def run_evaluation(path, data=None, ten_crop=False, device="cpu", batch_size=64, workers=0, log=print):
+    """``minidl eval``: top-1/top-5 error of a run's weights on its held-out split (or ``data``)."""
+    from minidl.data import DataLoader, presets
+    from minidl.metrics import evaluate, format_errors
+    if not os.path.exists(path):
+        raise missing_run(path)
+    config = read_config(path)
+    if config is None:
+        raise CheckpointError(f"{path}: no config.json beside it — give a run folder written by `minidl train` "
+                              f"or a checkpoint inside one")
+    if data is not None and data != config["data"]:
+        other = presets.data_config(data, config["image_size"], config["in_channels"])["classes"]
+        if list(other) != list(config["classes"]):
+            raise ValueError(f"--data {data}: its classes ({', '.join(map(str, other[:10]))}"
+                             f"{', …' if len(other) > 10 else ''}) are not the {len(config['classes'])} classes "
+                             f"{config['model']} was trained on ({', '.join(map(str, config['classes'][:10]))}"
+                             f"{', …' if len(config['classes']) > 10 else ''})")
+        config = dict(config, data=data)
+    state = read_weights(path)
+    net = build_model(config)
+    try:
+        net.load_state_dict(state)
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: the weights do not fit {config['model']}: {e}") from None
+    net.to(device)
+    split = "tencrop" if ten_crop else "test"
+    test_set = presets.build_dataset(config, False, presets.make_transform(config, split))
+    loader = DataLoader(test_set, max(1, batch_size // 10) if ten_crop else batch_size, num_workers=workers)
+    ev = evaluate(net, loader, device)
+    log(f"{config['model']} on the held-out split of {config['data']} ({ev['n']} images"
+        f"{f', {VIEWS[presets.tencrop_views(config)]} crops each' if ten_crop else ''}): loss {ev['loss']:.4f}")
+    log(format_errors(ev["top1"], ev["top5"]))
+    return ev
+
+
+def run_classify(images, model=None, weights=None, device="cpu", topk=5, log=print):
+    """``minidl classify``: the top-k classes with probabilities for each image file.
+
+    ``weights`` from ``minidl train`` (a run folder or a file in one) carry their config (model,
+    classes, preprocessing). Other weights (e.g. converted from torchvision) need ``model``; they
+    get the ImageNet preprocessing (resize 256/224, centre crop, ImageNet mean/std) and, with 1000
+    classes, the ImageNet class names.
+    """
+    from PIL import Image
+    from minidl.data import presets
+    from minidl.metrics import predict
+    if topk < 1:
+        raise ValueError(f"--top must be at least 1, got {topk}")
+    if weights is None:
+        raise ValueError("classify: give --weights (a run folder from `minidl train` or an .npz of weights)")
+    config = read_config(weights)
+    state = read_weights(weights)
+    if config is None or (model is not None and model != config["model"]):
+        if model is None:
+            raise ValueError(f"classify: {weights} has no config.json beside it; name the model with --model")
+        k = _num_classes(state)
+        channels, size = model_input(model)
+        if model == "tiny_alexnet":
+            raise ValueError("classify: tiny_alexnet weights need the config.json of their run folder")
+        config = {"model": model, "num_classes": k, "kind": "folder", "image_size": size, "in_channels": channels,
+                  "mean": list(presets.T.IMAGENET_MEAN), "std": list(presets.T.IMAGENET_STD), "pad": 0,
+                  "classes": imagenet_class_names() if k == 1000 else None}
+    classes = config.get("classes")
+    if classes is None and config.get("num_classes") == 1000:
+        log("(minidl does not bundle the ImageNet class names; classes are shown by their index 0-999, "
+            "in torchvision's order)")
+    if "classes" in config and classes is None:
+        config = {k: v for k, v in config.items() if k != "classes"}
+    net = build_model(config)
+    try:
+        net.load_state_dict(state)
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{weights}: the weights do not fit {config['model']}: {e}") from None
+    net.to(device).eval()
+    results = []
+    for path in images:
+        try:
+            from minidl.data.folder import load_rgb
+            img = Image.open(path) if config.get("kind") == "digits" else load_rgb(path)
+            x = presets.prepare_image(config, img)
+        except Exception as e:
+            raise ValueError(f"classify: cannot read image {path} ({type(e).__name__}: {e})") from None
+        probs = predict(net, x[None], device)[0]
+        top = np.argsort(-probs, kind="stable")[:topk]
+        log(path)
+        for rank, c in enumerate(top, 1):
+            name = classes[c] if classes else f"class {c}"
+            log(f"  {rank}. {100 * probs[c]:5.1f}%  {name} ({c})")
+        results.append([(int(c), float(probs[c])) for c in top])
+    return results
+
+
+def _num_classes(state):
+    """Classes of a classifier state dict: rows of its last 2-D weight (the final fully connected layer)."""
+    last = [v for k, v in state.items() if k.endswith("weight") and np.ndim(v) == 2]
+    if not last:
+        raise ValueError("classify: cannot tell the number of classes (no fully connected layer in the weights)")
+    return int(np.shape(last[-1])[0])
+
+
+def imagenet_class_names():
+    """The 1000 ILSVRC-2012 class names in torchvision's order, or None if minidl does not ship them."""
+    try:
+        from minidl.imagenet_classes import IMAGENET_CLASSES
+    except ImportError:
+        return None
+    return list(IMAGENET_CLASSES)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 from minidl.imagenet_classes import IMAGENET_CLASSES
-from minidl.train import imagenet_class_names
+from minidl.cli import imagenet_class_names
 
 
 def test_thousand_names_in_torchvision_order():

@@ -65,6 +65,19 @@ def launched_by_mpi():
     return any(v in os.environ for v in _LAUNCH_VARS)
 
 
+def launched_ranks():
+    """(rank, size) mpiexec/mpirun gave this process, read from the environment without
+    joining the job; (0, 1) in a plain run."""
+    for rank_var, size_var in (("PMI_RANK", "PMI_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+                               ("PMIX_RANK", "OMPI_COMM_WORLD_SIZE")):
+        if rank_var in os.environ and size_var in os.environ:
+            try:
+                return int(os.environ[rank_var]), int(os.environ[size_var])
+            except ValueError:
+                pass
+    return 0, 1
+
+
 def init(watchdog=True, excepthook=True, comm=None):
     """Join the MPI job (idempotent) and return its communicator.
 

@@ -41,6 +41,10 @@ class SyncBatchNorm(Function):
         local = xp.concatenate([x.sum(axis=self.axes), xp.asarray([x.size // c], dtype=x.dtype)])
         sums = _allreduce_sum(local, self.comm)
         self.m = float(sums[-1])                        # values per channel over all ranks
+        if self.m < 2:  # every rank sees the same m, so all of them raise (none is left waiting)
+            raise ValueError(f"SyncBatchNorm2d: training needs more than 1 value per channel over all "
+                             f"{self.comm.Get_size()} ranks, got {int(self.m)} (input shape {tuple(x.shape)} "
+                             f"on this rank)")
         mean = sums[:-1] / self.m
         centred = x - mean.reshape(self.bshape)
         var = _allreduce_sum((centred * centred).sum(axis=self.axes), self.comm) / self.m  # biased
@@ -74,10 +78,12 @@ class SyncBatchNorm2d(BatchNorm2d):
     comm = None
 
     def forward(self, x):
-        if not self.training or dist.world_size() == 1:
-            return super().forward(x)
-        self.num_batches_tracked += 1
         comm = self.comm or dist.get_comm()
+        if not self.training or comm.Get_size() == 1:  # its own communicator's size, not the world's
+            return super().forward(x)
+        if x.ndim != 4:
+            raise ValueError(f"SyncBatchNorm2d: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
+        self.num_batches_tracked += 1
         return SyncBatchNorm(self.running_mean, self.running_var, self.momentum, self.eps, comm)(
             x, self.weight, self.bias)
 

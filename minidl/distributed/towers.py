@@ -175,3 +175,11 @@ class TowerAlexNet(nn.Module):
 def tower_alexnet(grouped, comm=None, lrn_halo=True):
     """This rank's tower of the grouped (single-process) paper AlexNet ``grouped``."""
     return TowerAlexNet(grouped, comm, lrn_halo)
+
+
+def two_tower_alexnet(num_classes=1000, dropout=0.5, width=1.0, comm=None, lrn_halo=True):
+    """The paper's AlexNet on 2 ranks (``mpiexec -n 2``): this rank's tower of ``models.alexnet()``.
+
+    Every rank must build it with the same seed (the grouped model's weights are cut, not sent)."""
+    from minidl import models
+    return tower_alexnet(models.alexnet(num_classes, "paper", dropout, width), comm, lrn_halo)

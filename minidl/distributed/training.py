@@ -1,13 +1,30 @@
-"""What ``minidl train --distributed`` adds to a training run (called from minidl.train.run_training).
+"""What ``minidl train --distributed`` adds to a training run (called from minidl.cli.run_training).
 
 Every rank builds the same model, data and optimiser; then ``prepare`` makes them one job:
 rank 0's weights are broadcast, the training loader yields each rank its share of every epoch,
 gradients are averaged in overlapped buckets, and the learning rate follows the linear scaling
 rule (Goyal et al., 2017) with an optional gradual warm-up. Rank 0 alone prints and writes files
-(the Trainer's ``is_main``); every rank can resume from the same checkpoint.
+(``DataParallelReplica``, the Trainer's one object for all of this); every rank can resume from
+the same checkpoint.
 """
 from minidl import optim, random
 from minidl import distributed as dist
+from minidl.train import Replica
+
+
+class DataParallelReplica(Replica):
+    """One rank of a data-parallel run, as the Trainer sees it: rank 0 alone prints and writes;
+    the lr was multiplied by ``lr_factor`` (linear scaling); the epoch schedule steps with rank 0's
+    held-out error. Gradients need no hook here: ``prepare``'s optimiser waits for their average."""
+
+    def __init__(self, lr_scaling="linear", comm=None):
+        self.comm = comm or dist.get_comm()
+        self.world_size = self.comm.Get_size()
+        self.is_main = self.comm.Get_rank() == 0
+        self.lr_factor = self.world_size if lr_scaling == "linear" else 1
+
+    def shared_metric(self, value):
+        return rank0_value(value, self.comm)
 
 
 def silent(*args, **kwargs):
@@ -54,8 +71,8 @@ def warmup(optimizer, warmup_epochs, steps_per_epoch, world):
     return optim.WarmupLR(optimizer, int(round(warmup_epochs * steps_per_epoch)), start_factor=start)
 
 
-def rank0_value(value):
+def rank0_value(value, comm=None):
     """Rank 0's ``value`` on every rank. With per-rank BatchNorm statistics each rank measures its
     own held-out error; the epoch schedule must step with one value, or a plateau schedule would
     lower the rate on some ranks only and their weights would drift apart."""
-    return dist.get_comm().bcast(value, root=0)
+    return (comm or dist.get_comm()).bcast(value, root=0)

@@ -1,7 +1,7 @@
 """The ImageNet-era architectures of the lecture, built only from ``minidl.nn``.
 
     from minidl import models
-    net = models.alexnet()                      # the paper's two-tower AlexNet (227x227 input)
+    net = models.alexnet()                      # the paper's AlexNet, towers as grouped convs (227x227)
     net = models.resnet50()                     # torchvision's names: loads torchvision weights
     print(models.summary(net, (3, 224, 224)))   # layer table: shapes, parameters, mult-adds, RF
 
@@ -19,6 +19,7 @@ from minidl.models.resnet import (ResNet, BasicBlock, Bottleneck, ShortcutA, Cif
                                   resnet18, resnet34, resnet50, resnet101, resnet152,
                                   plain18, plain34, resnet_cifar, plain_cifar)
 from minidl.models.nin import NiN, nin  # noqa: F401
+from minidl.models.tiny_alexnet import TinyAlexNet, tiny_alexnet  # noqa: F401
 from minidl.models.summary import summary, Summary, receptive_field  # noqa: F401
 from minidl.models.torchvision import load_torchvision, torch_state_dict  # noqa: F401
 
@@ -41,6 +42,8 @@ MODELS = {
     **{f"resnet{d}_cifar": (partial(resnet_cifar, d), CIFAR) for d in (20, 32, 44, 56, 110)},
     **{f"plain{d}_cifar": (partial(plain_cifar, d), CIFAR) for d in (20, 32, 44, 56, 110)},
     "nin": (nin, IMAGENET),
+    # minidl train's default; it adapts to the data (in_channels, image_size): drawn for the digits
+    "tiny_alexnet": (tiny_alexnet, (1, 32, 32)),
 }
 
 

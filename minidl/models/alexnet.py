@@ -105,18 +105,15 @@ class AlexNetTorchvision(nn.Module):
 
 
 def alexnet(num_classes=1000, variant="paper", dropout=0.5, width=1.0, towers=None):
-    """AlexNet: ``variant="paper"`` (two towers, LRN, 227 input) or ``"torchvision"``.
+    """AlexNet: ``variant="paper"`` (two towers as grouped convolutions, LRN, 227 input) or ``"torchvision"``.
 
-    towers="mpi" (paper variant, run on 2 MPI ranks): each rank holds and runs one tower, as the
-    paper's two GPUs did (minidl.distributed.towers)."""
+    The towers on two MPI ranks, as the paper's two GPUs ran them, are built by
+    ``minidl.distributed.towers.two_tower_alexnet`` (models know nothing of MPI)."""
     if towers is not None:
-        if variant != "paper" or towers != "mpi":
-            raise ValueError(f'alexnet: towers="mpi" needs variant="paper", got towers={towers!r}, variant={variant!r}')
-        from minidl.distributed.towers import tower_alexnet
-        return tower_alexnet(AlexNet(num_classes, dropout, width))
+        raise ValueError(f"alexnet: towers={towers!r} is not a model option; the two towers on two MPI ranks are "
+                         f"built by minidl.distributed.towers.two_tower_alexnet(num_classes, dropout, width)")
     if variant == "paper":
         return AlexNet(num_classes, dropout, width)
     if variant == "torchvision":
         return AlexNetTorchvision(num_classes, dropout)
     raise ValueError(f"alexnet: variant must be one of {VARIANTS}, got {variant!r}")
-

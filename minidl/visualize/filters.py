@@ -5,8 +5,13 @@ one filter, stretched to [0, 255] on its own so weak filters stay visible. Filte
 layers have many input channels; there each input channel of a filter is a grey tile, one row
 per filter.
 
-    >>> img = filter_grid(model.features[0].weight)      # a PIL.Image
+    >>> img = filter_grid(model.features[0].weight)      # a PIL.Image, one tile per filter, pixel-exact
     >>> save_filter_grid(model.features[0].weight, "conv1.png")
+    >>> plot_filters(model.features[0].weight, "filters.png", title="conv1")   # a titled matplotlib figure
+
+``filter_grid`` composes the pixels itself (the grid *is* the weights, stretched); ``plot_filters``
+draws that grid with matplotlib (Agg, no window) with a title giving the layer's shape, as the
+filters.png of every ``minidl train`` run.
 """
 import numpy as np
 from PIL import Image
@@ -97,6 +102,27 @@ def save_filter_grid(weight, path, **kwargs):
     img = filter_grid(weight, **kwargs)
     img.save(path)
     return img
+
+
+def plot_filters(weight, path=None, title=None, min_side=320, **grid_kwargs):
+    """``filter_grid(weight, **grid_kwargs)`` drawn with matplotlib, at least ``min_side`` pixels on
+    its short side (pixels kept sharp), titled with the layer's shape; a PIL image, written
+    atomically to ``path`` (PNG) when given."""
+    from minidl.visualize import plots
+    grid = filter_grid(weight, **grid_kwargs)
+    K, C, R, S = as_array(weight).shape
+    heading = f"{title + ': ' if title else ''}{K} filters of {C}x{R}x{S}"
+    w, h = grid.size
+    zoom = max(1.0, min_side / min(w, h))
+    fig = plots.figure((int(w * zoom) + 20, int(h * zoom) + 40))
+    ax = fig.add_axes((10 / fig.bbox.width, 10 / fig.bbox.height, 1 - 20 / fig.bbox.width, 1 - 40 / fig.bbox.height))
+    ax.imshow(np.asarray(grid), cmap="gray" if grid.mode == "L" else None, vmin=0, vmax=255,
+              interpolation="nearest", aspect="equal")
+    ax.set_axis_off()
+    fig.suptitle(heading, fontsize=10, y=1 - 6 / fig.bbox.height, va="top")
+    if path is not None:
+        plots.save_figure(fig, path)
+    return plots.to_image(fig)
 
 
 def save_image(array, path, **kwargs):

@@ -1,4 +1,4 @@
-"""Programs the distributed tests run on 2 ranks (``mpiexec -n 2 python3 _workers.py CASE``).
+"""Programs the distributed tests run on 2 ranks (``mpiexec -n 2 <sys.executable> _workers.py CASE``).
 
 Each case computes on every rank, compares on rank 0 against a single-process reference it
 computes itself, and prints one ``RESULT {json}`` line there; the tests read and check it.
@@ -129,6 +129,37 @@ def case_sync_bn(n=6, c=3):
                per_rank_differs=rel_err(layer()(md.tensor(x[mine])).data, y.data) > 1e-3)
 
 
+def case_sync_bn_edges(c=2):
+    """One value per channel on each rank (fine: 2 over the job), one over the whole job (an
+    error on every rank), and a layer on a 1-rank sub-communicator (plain BatchNorm, no sync)."""
+    from minidl.distributed import sync_batchnorm
+    comm = dist.init()
+    r = comm.Get_rank()
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, c, 1, 1))
+    bn = dist.convert_sync_batchnorm(nn.Sequential(nn.BatchNorm2d(c)))[0]
+    y = bn(md.tensor(x[r:r + 1])).data
+    ys = comm.gather(y, root=0)
+    single = None
+    try:
+        bn(md.tensor(x[:1] if r == 0 else x[:0]))
+    except ValueError as e:
+        single = str(e)
+    singles = comm.gather(single, root=0)
+    calls = []
+    real = sync_batchnorm.SyncBatchNorm
+    sync_batchnorm.SyncBatchNorm = lambda *a: calls.append(1) or real(*a)
+    alone = comm.Split(color=r, key=0)
+    own = dist.convert_sync_batchnorm(nn.Sequential(nn.BatchNorm2d(c)), alone)[0]
+    xo = rng.standard_normal((3, c, 2, 2))
+    yo = own(md.tensor(xo)).data
+    sync_batchnorm.SyncBatchNorm = real
+    plain = rel_err(yo, nn.BatchNorm2d(c)(md.tensor(xo)).data)
+    if r == 0:
+        result(pair=rel_err(np.concatenate(ys), nn.BatchNorm2d(c)(md.tensor(x)).data), singles=singles,
+               own_comm_synced=bool(calls), own_comm_plain=plain)
+
+
 def case_collectives():
     """all_gather / all_reduce / send / recv gradients == the single-process computation."""
     from minidl.distributed import comm as C
@@ -193,8 +224,10 @@ def case_fault(fail_rank=1, fail_step=3, how="raise"):
 def case_towers(lrn_halo=True, batch=2):
     """Two-tower AlexNet (tiny widths, float64) on 2 ranks == the grouped single-process model."""
     from minidl import models
-    from minidl.distributed.towers import tower_alexnet
+    from minidl.distributed.towers import tower_alexnet, two_tower_alexnet
     comm = dist.init()
+    md.manual_seed(0)
+    entry = dict(two_tower_alexnet(num_classes=10, dropout=0.0, width=1 / 16).named_parameters())
     md.manual_seed(0)
     grouped = models.alexnet(num_classes=10, width=1 / 16, dropout=0.0)
     for p in grouped.parameters():
@@ -206,6 +239,7 @@ def case_towers(lrn_halo=True, batch=2):
     loss.backward()
     grads, weights = tower.gather_full("grad"), tower.gather_full("data")
     n_tower = tower.num_parameters()
+    same_as_entry = all(np.array_equal(p.data, entry[k].data) for k, p in tower.named_parameters())
     if comm.Get_rank() == 0:
         ref = F.cross_entropy(grouped(md.tensor(x)), t)
         ref.backward()
@@ -213,7 +247,8 @@ def case_towers(lrn_halo=True, batch=2):
         result(loss=rel_err(loss.data, ref.data), loss_value=float(loss.data),
                grads={k: rel_err(g, full[k].grad) for k, g in grads.items()},
                weights=max(rel_err(w, full[k].data) for k, w in weights.items()),
-               keys_match=list(grads) == list(full), tower_params=n_tower, grouped_params=grouped.num_parameters())
+               keys_match=list(grads) == list(full), tower_params=n_tower, grouped_params=grouped.num_parameters(),
+               same_as_entry=same_as_entry)
 
 
 if __name__ == "__main__":

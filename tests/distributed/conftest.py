@@ -1,8 +1,10 @@
 """Distributed tests start ``mpiexec -n 2`` as a subprocess (via minidl.distributed.run_ranks, the one
 place that knows mpiexec's flags) and read the ``RESULT {json}`` line rank 0 prints.
-Every test here is skipped, with the reason, where mpi4py or mpiexec is missing."""
+Ranks run this interpreter (``sys.executable``) and the mpiexec next to it, so the suite needs no
+activated venv. Every test here is skipped, with the reason, where mpi4py or mpiexec is missing."""
 import json
 import os
+import sys
 import time
 
 import pytest
@@ -39,7 +41,7 @@ def mpirun():
     def run(case, *args, n=2, timeout=60, env=None, script=WORKERS):
         full_env = dict(os.environ, **(env or {}))
         t0 = time.monotonic()
-        proc = dist.run_ranks(n, ["python3", script, case] + [json.dumps(a) for a in args],
+        proc = dist.run_ranks(n, [sys.executable, script, case] + [json.dumps(a) for a in args],
                               timeout=timeout, env=full_env)
         return Run(proc, time.monotonic() - t0)
     return run

@@ -37,3 +37,13 @@ def test_sync_batchnorm_equals_batchnorm_on_combined_batch(mpirun):
     for key in ("y", "gx", "gweight", "gbias", "running_mean", "running_var"):
         assert r[key] <= 1e-12, (key, r[key])
     assert r["per_rank_differs"]              # and per-rank BN would have given something else
+
+
+def test_sync_batchnorm_single_values_and_its_own_communicator(mpirun):
+    run = mpirun("sync_bn_edges")
+    assert run.returncode == 0, run.stderr[-3000:]
+    r = run.result
+    assert r["pair"] <= 1e-12                 # one value per rank: two per channel over the job
+    # one value over the whole job: PyTorch's rule (an error), raised on every rank so none hangs
+    assert all(s and "more than 1 value per channel" in s and "got 1" in s for s in r["singles"]), r["singles"]
+    assert not r["own_comm_synced"] and r["own_comm_plain"] == 0.0   # a 1-rank communicator: plain BN

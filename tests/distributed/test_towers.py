@@ -13,6 +13,7 @@ def test_two_tower_alexnet_equals_grouped_model(mpirun):
     bad = {k: e for k, e in r["grads"].items() if e > 1e-10}
     assert not bad, bad                               # every parameter's gradient, float64
     assert r["tower_params"] < 0.6 * r["grouped_params"]  # each rank holds about half the net
+    assert r["same_as_entry"]                         # two_tower_alexnet() builds this tower
 
 
 def test_per_tower_lrn_is_the_papers_not_the_grouped_models(mpirun):
@@ -23,7 +24,7 @@ def test_per_tower_lrn_is_the_papers_not_the_grouped_models(mpirun):
     assert run.result["loss"] > 1e-9
 
 
-def test_towers_need_mpi_variant():
+def test_models_point_to_the_distributed_entry_point():
     from minidl import models
-    with pytest.raises(ValueError, match="towers"):
-        models.alexnet(variant="torchvision", towers="mpi")
+    with pytest.raises(ValueError, match="two_tower_alexnet"):
+        models.alexnet(towers="mpi")

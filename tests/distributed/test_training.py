@@ -41,6 +41,7 @@ def test_distributed_run_and_resume_on_two_and_one_rank(tmp_path):
     part, one = str(tmp_path / "part"), str(tmp_path / "one")
     out = train(2, "--epochs", "1", "--out", part, "--warmup-epochs", "0.5")
     assert out.stdout.count("training tiny_alexnet") == 1  # rank 0 alone prints
+    assert "on cpu on 2 ranks (data parallel: 64 images per rank per step, lr x2)" in out.stdout
     assert out.stdout.count("top-1 error") == 2          # the epoch line and the final line
     assert sorted(os.listdir(part)) == ["checkpoint.npz", "config.json", "curves.png", "filters.png",
                                         "log.csv", "model.npz"]
@@ -66,3 +67,13 @@ def test_rank_error_ends_the_job(tmp_path):
                                       str(tmp_path / "r")], timeout=60, cwd=ROOT)
     assert proc.returncode != 0
     assert "minidl train:" in proc.stderr
+
+
+def test_mpiexec_without_distributed_says_to_add_it(tmp_path):
+    # two plain runs would race for one runs/<date-time> folder (a FileExistsError traceback)
+    proc = dist.run_ranks(2, TRAIN + ["--epochs", "1"], timeout=60, cwd=str(tmp_path),
+                          env=dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")))
+    assert proc.returncode != 0
+    assert proc.stderr.count("add it (mpiexec -n 2 minidl train --distributed ...)") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "FileExistsError" not in proc.stderr
+    assert not (tmp_path / "runs").exists()

@@ -1,10 +1,16 @@
 """AlexNet: the paper's two-tower net and torchvision's variant."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 import minidl as md
 from minidl import models, nn
 from models_testing import cast_float64, compare_with_torchvision, params_and_x
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +70,17 @@ def test_torchvision_variant_small_input():
 def test_unknown_variant():
     with pytest.raises(ValueError, match="variant"):
         models.alexnet(variant="caffe")
+
+
+def test_models_import_nothing_from_distributed():
+    # the two-tower model lives in minidl.distributed.towers; models.alexnet(towers=...) points there
+    code = ("import sys, minidl.models as m; m.get_model('alexnet', width=1/16); "
+            "assert not [k for k in sys.modules if k.startswith('minidl.distributed')], 'imported'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")))
+    assert out.returncode == 0, out.stderr
+    with pytest.raises(ValueError, match="minidl.distributed.towers.two_tower_alexnet"):
+        models.alexnet(towers="mpi")
 
 
 def test_gradcheck_two_tower_block():

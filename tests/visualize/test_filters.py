@@ -1,4 +1,6 @@
 """Filter grids and feature-map grids: layout, sizes, normalisation, valid PNG files."""
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -89,3 +91,15 @@ def test_feature_grid_global_shows_dead_maps_dark():
     m[0] = np.arange(9).reshape(3, 3)
     g = np.asarray(feature_grid(m, ncols=2, scale=1, padding=0, normalize="global"))
     assert (g[:, 3:] == 0).all() and g[2, 2] == 255
+
+
+def test_plot_filters_draws_a_titled_figure(tmp_path):
+    from minidl.visualize import plot_filters
+    w = np.random.default_rng(2).standard_normal((16, 1, 5, 5))
+    img = plot_filters(w, tmp_path / "filters.png", title="conv1")
+    assert min(img.size) >= 320                        # a 5x5 first layer is enlarged, not a thumbnail
+    with Image.open(tmp_path / "filters.png") as back:
+        assert back.format == "PNG" and back.size == img.size
+    px = np.asarray(img.convert("L"))
+    assert px.min() < 40 and px.max() > 215            # the tiles' range is drawn
+    assert not any(n.startswith(".tmp-") for n in os.listdir(tmp_path))
