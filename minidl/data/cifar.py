@@ -1,9 +1,17 @@
-"""CIFAR-10 from the standard python-pickle batches (``cifar-10-batches-py``)."""
+"""CIFAR-10 from the standard python-pickle batches (``cifar-10-batches-py``).
+
+The batches are pickles; they are read with ``minidl.safepickle`` (dicts, lists, bytes, str,
+ints and NumPy arrays only), never with ``pickle.load``, so a batch naming any other global is
+refused without running it. ``download_cifar10()`` fetches and unpacks the archive into minidl's
+cache (``$MINIDL_HOME``, default ``~/.cache/minidl``), checking its MD5.
+"""
 import os
-import pickle
+import tarfile
 
 import numpy as np
 from PIL import Image
+
+from minidl import safepickle
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -20,9 +28,12 @@ def _find_batches(root):
 def _read_batch(path):
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+            d = safepickle.load(f, path, safepickle.NUMPY_GLOBALS, encoding="bytes",
+                               what="a CIFAR-10 batch", allows="dicts, lists, bytes, str, ints and NumPy arrays")
         data = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(d[b"labels"], dtype=np.int64)
+    except safepickle.UnsafePickleError as e:
+        raise ValueError(f"CIFAR10: {e}") from None
     except Exception as e:
         raise ValueError(f"CIFAR10: cannot read batch {path} ({type(e).__name__}: {e})") from None
     return data, labels
