@@ -131,8 +131,9 @@ def download(url, path, sha256_prefix=None, md5=None, progress=None, timeout=60,
                         if bar is not None:
                             bar.close()
             except (urllib.error.URLError, OSError, ValueError) as e:
-                reason = getattr(e, "reason", e)
-                raise DownloadError(f"download of {url} failed ({type(e).__name__}: {reason}); "
+                reason = f"HTTP {e.code} {e.reason}" if isinstance(e, urllib.error.HTTPError) else \
+                    f"{type(e).__name__}: {getattr(e, 'reason', e)}"
+                raise DownloadError(f"download of {url} failed ({reason}); "
                                     f"nothing was kept at {path}") from None
             except Exception as e:  # http.client.HTTPException (IncompleteRead, RemoteDisconnected...)
                 raise DownloadError(f"download of {url} broke off ({type(e).__name__}: {e}); "

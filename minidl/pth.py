@@ -245,7 +245,9 @@ def _load_legacy(path, f):
         try:
             return safepickle.load(f, path, {}, what=f"a PyTorch checkpoint's {what}")
         except safepickle.UnsafePickleError:
-            raise
+            if what != "magic number":
+                raise
+            raise PthError(f"{path}: not a PyTorch checkpoint (neither a zip file nor the legacy format)") from None
         except Exception as e:
             raise PthError(f"{path}: not a PyTorch checkpoint (cannot read its {what}: "
                            f"{type(e).__name__}: {e})") from None
