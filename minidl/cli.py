@@ -67,7 +67,8 @@ def add_train_parser(sub):
     p.add_argument("--model", default=None,
                    help="tiny_alexnet (default) or a name from `minidl summary --list`")
     p.add_argument("--data", default=None,
-                   help="digits (default, embedded), cifar10:PATH (python batches), or an image folder PATH "
+                   help="digits (default, embedded), cifar10 or imagenette (downloaded once into ~/.cache/minidl, "
+                        "checksum verified), cifar10:PATH (python batches), or an image folder PATH "
                         "(PATH/<class>/<image>, or PATH/train and PATH/val)")
     p.add_argument("--epochs", type=int, default=None, help=f"epochs (default {DEFAULTS['epochs']})")
     p.add_argument("--batch-size", type=int, default=None, help=f"batch size (default {DEFAULTS['batch_size']})")

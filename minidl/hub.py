@@ -211,3 +211,69 @@ def check_pretrained(name, pretrained, num_classes):
         raise ValueError(f"{name}: pretrained=True gives torchvision's 1000-class ImageNet weights; "
                          f"got num_classes={num_classes} (load them, then replace the last layer)")
     return True
+
+
+def extract_tar(archive, root, top):
+    """Unpack ``archive`` (a .tar.gz) into ``root``, where it must create the single folder ``top``.
+
+    Every member must be a plain file or folder under ``top/`` (no links, devices, absolute paths or
+    ``..``), checked before anything is written; the files go to a temporary folder first, renamed
+    to ``root/top`` only when all are out — an interrupted unpacking leaves no half folder.
+    Returns ``root/top``.
+    """
+    import shutil
+    import tarfile
+    dest = os.path.join(root, top)
+    os.makedirs(root, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=root, prefix=f".{top}.", suffix=".part")
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            for m in members:
+                parts = m.name.replace("\\", "/").split("/")
+                if (m.name.startswith("/") or ".." in parts or parts[0] != top
+                        or not (m.isfile() or m.isdir())):
+                    raise ValueError(f"{archive}: refusing to unpack member {m.name!r} (expected plain files "
+                                     f"under {top}/)")
+            for m in members:
+                m.mode = (m.mode | 0o600) & 0o755 if m.isfile() else 0o755
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(tmp, members=members, filter="data")
+            else:
+                tar.extractall(tmp, members=members)
+        if os.path.isdir(dest):
+            shutil.rmtree(dest)
+        os.replace(os.path.join(tmp, top), dest)
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise ValueError(f"{archive}: cannot unpack ({type(e).__name__}: {e}); delete it to download again") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+DATA_URL_ENV = "MINIDL_DATA_URL"
+
+
+def fetch_dataset(url, md5, top, root=None, check=None, progress=None, log=None):
+    """A data set folder ``root/top`` (root: ``cache_dir("data")``), downloaded and unpacked once.
+
+    url: the published archive (``$MINIDL_DATA_URL`` replaces everything before its file name);
+    md5: its published checksum; check(folder) -> bool says whether an unpacked copy is complete.
+    """
+    root = os.fspath(root) if root is not None else cache_dir("data")
+    dest = os.path.join(root, top)
+    if os.path.isdir(dest) and (check is None or check(dest)):
+        return dest
+    name = url.rsplit("/", 1)[-1]
+    base = os.environ.get(DATA_URL_ENV)
+    if base:
+        url = base.rstrip("/") + "/" + name
+    archive = os.path.join(root, name)
+    if not os.path.isfile(archive):
+        download(url, archive, md5=md5, progress=progress, log=log)
+    (log or (lambda m: print(m, file=sys.stderr)))(f"unpacking {archive} into {root}")
+    extract_tar(archive, root, top)
+    if check is not None and not check(dest):
+        raise ValueError(f"{archive} did not unpack into a complete {dest}; delete both to download again")
+    os.remove(archive)  # the unpacked folder is what is read; keep the cache at one copy
+    return dest
