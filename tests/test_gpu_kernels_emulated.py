@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GPU_PY = os.path.join(ROOT, "minidl", "kernels", "gpu.py")
 CXX = shutil.which("g++") or shutil.which("clang++")
 
-pytestmark = pytest.mark.skipif(CXX is None, reason="needs a C++ compiler (g++ or clang++) to emulate the CUDA kernels")
+pytestmark = pytest.mark.skipif(CXX is None, reason="needs a C++ compiler to emulate the CUDA kernels: apt install g++ (or clang++)")
 
 _HEADER = r"""
 #include <algorithm>

@@ -76,7 +76,7 @@ def test_npz_of_a_torchvision_compatible_model(tmp_path):
 
 
 def test_load_torchvision_pth(net, tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     md.manual_seed(3)
     src = models.resnet_cifar(20)
     state = {k: torch.from_numpy(np.array(v)) for k, v in src.state_dict().items()}
@@ -95,7 +95,7 @@ def test_load_torchvision_pth(net, tmp_path):
 
 
 def test_load_state_dict_accepts_torch_tensors(net):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     state = {k: torch.from_numpy(np.array(v)) + 1 for k, v in net.state_dict().items()}
     net.load_state_dict(state)
     np.testing.assert_array_equal(net.conv1.weight.data, state["conv1.weight"].numpy())
