@@ -1,6 +1,6 @@
 """Imagenette (fast.ai): 10 easy ImageNet classes, as an ImageFolder with ``train/`` and ``val/``.
 
-The 160 px version (shorter side 160; 9,469 training and 3,925 validation JPEGs, 94 MB) is
+The 160 px version (shorter side 160; 9,469 training and 3,925 validation JPEGs, about 100 MB) is
 downloaded once into minidl's cache (``$MINIDL_HOME/data``, default ``~/.cache/minidl/data``) and its
 MD5 checked against the one torchvision's ``Imagenette`` data set publishes.
 """
