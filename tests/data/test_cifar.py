@@ -128,3 +128,14 @@ def test_train_data_cifar10_download_failure_is_named(tmp_path, server):
     assert last.startswith("minidl train: download of ") and f"{server.url}/cifar-10-python.tar.gz" in last
     assert "Traceback" not in proc.stderr
     assert os.listdir(tmp_path / "home" / "data") == []
+
+
+def test_train_refuses_a_poisoned_batch(tmp_path):
+    folder = write_batches(tmp_path / "cifar-10-batches-py")
+    marker = tmp_path / "ran"
+    with open(folder / "data_batch_3", "wb") as f:
+        pickle.dump({b"data": Payload(marker), b"labels": [0]}, f, protocol=2)
+    proc = _train(tmp_path, {}, "--data", f"cifar10:{tmp_path}")
+    assert proc.returncode == 1 and not marker.exists()
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("minidl train: CIFAR10: ") and "data_batch_3" in last and "refusing" in last
