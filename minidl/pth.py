@@ -167,7 +167,7 @@ def _tensor_array(t, path):
         item = storage.itemsize
         view = np.lib.stride_tricks.as_strided(storage[t.offset:], shape=t.size,
                                                strides=[s * item for s in t.stride], writeable=False)
-        whole = t.offset == 0 and n == storage.size and t.storage.uses == 1
+        whole = isinstance(t.storage, _Storage) and t.offset == 0 and n == storage.size and t.storage.uses == 1
         if whole and view.flags.c_contiguous and storage.flags.writeable:
             out = storage.reshape(t.size)
         else:

@@ -11,6 +11,7 @@ NumPy arrays pickled by NumPy (``numpy.core.multiarray._reconstruct`` + ``BUILD`
 pickle's objects. Plain containers and scalars (dict, list, tuple, str, bytes, int, float, bool,
 None) are built by the pickle opcodes themselves and need no global.
 """
+import collections
 import pickle
 
 import numpy as np
@@ -20,13 +21,34 @@ class UnsafePickleError(pickle.UnpicklingError):
     """The file names a global this reader does not allow (nothing from the file has been run)."""
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` whose ``find_class`` only looks up ``allowed``.
+def _load_build(self):
+    """BUILD (set an object's state) only on the placeholders that expect it; an OrderedDict's
+    attributes (torch's ``_metadata``: module versions) are dropped. Any other target is refused:
+    setting attributes on the allowed classes or functions would change them for later files."""
+    state = self.stack.pop()
+    inst = self.stack[-1]
+    if type(inst) in (_Array, _DType):
+        inst.__setstate__(state)
+    elif type(inst) is collections.OrderedDict and isinstance(state, dict):
+        pass
+    else:
+        raise UnsafePickleError(f"{self._path}: refusing to set the state of a {type(inst).__name__} in "
+                                f"{self._what}; nothing from the file was run")
 
+
+class RestrictedUnpickler(pickle._Unpickler):
+    """An Unpickler whose ``find_class`` only looks up ``allowed`` and whose BUILD only fills in
+    NumPy placeholders (see ``_load_build``).
+
+    It is the pure-Python unpickler (``pickle._Unpickler``) because its opcode table can be
+    changed; the files it reads hold a few large byte strings, so speed is not at stake.
     allowed: {(module, name): object to use instead}; path: the file, for error messages;
     persistent_load: callable for persistent ids (None: a file with one is refused);
     what / allows: "a CIFAR-10 batch" / "dicts, lists, ... and NumPy arrays", for the message.
     """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.BUILD[0]] = _load_build
 
     def __init__(self, file, path, allowed, persistent_load=None, what="this file", allows=None, **kwargs):
         super().__init__(file, **kwargs)

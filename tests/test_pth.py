@@ -176,3 +176,15 @@ def test_tensor_reaching_past_its_storage_is_corrupt(tmp_path):
             z.writestr(n, b)
     with pytest.raises(pth.PthError, match="w.pth"):
         pth.load(path)
+
+
+def test_setting_state_on_an_allowed_global_is_refused(tmp_path):
+    """BUILD on torch.FloatStorage (an allowed name) would change how every later file is read."""
+    def uni(text):
+        return b"X" + len(text).to_bytes(4, "little") + text.encode()
+    evil = b"\x80\x02ctorch\nFloatStorage\n}" + uni("dtype") + uni("O") + b"sb."
+    path = tmp_path / "build.pth"
+    _zip_checkpoint(path, evil)
+    with pytest.raises(safepickle.UnsafePickleError, match="refusing to set the state of a _StorageType"):
+        pth.load(path)
+    assert pth.ALLOWED_GLOBALS[("torch", "FloatStorage")].dtype == np.float32
