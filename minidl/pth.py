@@ -207,6 +207,22 @@ def _read_exact(f, nbytes, path, what):
     return buf
 
 
+def _read_member(zf, info, nbytes, path):
+    """The first ``nbytes`` of a zip member. torch.save stores members uncompressed: those are read
+    straight from the file into the buffer (zipfile's reader would copy them twice and CRC them)."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        with zf.open(info) as f:
+            return _read_exact(f, nbytes, path, info.filename)
+    f = zf.fp
+    f.seek(info.header_offset)
+    local = f.read(30)
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        raise PthError(f"{path}: bad zip header for {info.filename}")
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    f.seek(info.header_offset + 30 + name_len + extra_len)
+    return _read_exact(f, nbytes, path, info.filename)
+
+
 def _load_zip(path, zf):
     names = zf.namelist()
     pkls = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
@@ -234,8 +250,7 @@ def _load_zip(path, zf):
             raise PthError(f"{path}: storage {member} is missing from the archive") from None
         if info.file_size < nbytes:
             raise PthError(f"{path}: storage {member} has {info.file_size} bytes, {nbytes} expected")
-        with zf.open(member) as f:
-            buf = _read_exact(f, nbytes, path, member)
+        buf = _read_member(zf, info, nbytes, path)
         storage.array = np.frombuffer(buf, dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
     return _resolve(obj, path)
 
