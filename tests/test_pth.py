@@ -23,8 +23,8 @@ class Payload:
         return os.system, (f"touch {self.marker}",)
 
 
-def _zip_checkpoint(path, obj_bytes, storages=()):
-    with zipfile.ZipFile(path, "w") as z:
+def _zip_checkpoint(path, obj_bytes, storages=(), compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression=compression) as z:
         z.writestr("archive/data.pkl", obj_bytes)
         z.writestr("archive/byteorder", "little")
         for key, raw in storages:
@@ -68,7 +68,8 @@ def test_refusal_reaches_the_command_line(tmp_path):
     assert not marker.exists() and not (tmp_path / "o.npz").exists()
 
 
-def test_reads_a_handmade_zip_checkpoint_without_torch(tmp_path, monkeypatch):
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])  # torch.save: stored
+def test_reads_a_handmade_zip_checkpoint_without_torch(tmp_path, monkeypatch, compression):
     """The layout torch.save writes, built without torch: an OrderedDict of _rebuild_tensor_v2
     calls over persistent storage ids; two tensors share one storage, one of them transposed."""
     import types
@@ -107,7 +108,7 @@ def test_reads_a_handmade_zip_checkpoint_without_torch(tmp_path, monkeypatch):
         Pickler(buf, protocol=2).dump(OrderedDict([("a", Tensor(0, (2, 3), (3, 1))), ("a_t", Tensor(0, (3, 2), (1, 3))),
                                                    ("tail", Tensor(4, (2,), (1,)))]))
     path = tmp_path / "hand.pth"
-    _zip_checkpoint(path, buf.getvalue(), [("0", w.tobytes())])
+    _zip_checkpoint(path, buf.getvalue(), [("0", w.tobytes())], compression)
     state = pth.load_state_dict(path)
     np.testing.assert_array_equal(state["a"], w.reshape(2, 3))
     np.testing.assert_array_equal(state["a_t"], w.reshape(2, 3).T)
