@@ -197,7 +197,7 @@ def run_classify(images, model=None, weights=None, pretrained=False, device="cpu
     from minidl.data import presets
     from minidl.data.folder import load_rgb
     from minidl.metrics import predict
-    from minidl.train import CheckpointError, _num_classes, build_model, read_config, read_weights
+    from minidl.train import CheckpointError, build_model, read_config, read_weights
     if topk < 1:
         raise ValueError(f"--top must be at least 1, got {topk}")
     if pretrained:
@@ -219,7 +219,7 @@ def run_classify(images, model=None, weights=None, pretrained=False, device="cpu
                 raise ValueError(f"--weights {weights} has no config.json beside it; name the model with --model")
             if model == "tiny_alexnet":
                 raise ValueError("tiny_alexnet weights need the config.json of their run folder")
-            config = _imagenet_config(model, _num_classes(state))
+            config = _imagenet_config(model, _num_classes(state, weights))
         if "classes" in config and config["classes"] is None:
             config = {k: v for k, v in config.items() if k != "classes"}
         net = build_model(config)
@@ -305,7 +305,7 @@ def cmd_weights_convert(args):
         if args.model is not None:
             from minidl import models
             try:
-                models.get_model(args.model, num_classes=_classes_of(state)).load_state_dict(state)
+                models.get_model(args.model, num_classes=_num_classes(state, args.pth)).load_state_dict(state)
             except KeyError as e:
                 raise ValueError(f"{args.pth} does not fit {args.model}: {e.args[0]}") from None
         out = args.npz if args.npz.endswith(".npz") else args.npz + ".npz"
@@ -326,9 +326,12 @@ def cmd_weights_convert(args):
     return 0
 
 
-def _classes_of(state):
-    from minidl.train import _num_classes
-    return _num_classes(state)
+def _num_classes(state, path):
+    """Classes of a classifier's weights: the rows of its last 2-D weight (the final FC layer)."""
+    last = [v for k, v in state.items() if k.endswith("weight") and getattr(v, "ndim", 0) == 2]
+    if not last:
+        raise ValueError(f"{path}: cannot tell the number of classes (no fully connected layer in the weights)")
+    return int(last[-1].shape[0])
 
 
 def main(argv=None):

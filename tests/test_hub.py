@@ -176,3 +176,15 @@ def test_classify_pretrained_download_failure_is_one_line(caches, server, tmp_pa
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("minidl classify: --pretrained needs --model")
     proc = _cli("weights", "convert", str(img), str(tmp_path / "o.npz"), env=env)
     assert proc.returncode == 1 and "p.png: not a PyTorch checkpoint" in proc.stderr
+
+
+def test_classify_errors_have_one_prefix(tmp_path, capsys):
+    from minidl import cli
+    np.savez(tmp_path / "nofc.npz", w=np.zeros((2, 3, 3, 3), np.float32))
+    Image.new("RGB", (8, 8)).save(tmp_path / "p.png")
+    for argv in (["--model", "resnet18", "--weights", str(tmp_path / "nofc.npz")],
+                 ["--weights", str(tmp_path / "nofc.npz")],
+                 ["--model", "nin", "--pretrained"]):
+        assert cli.main(["classify", str(tmp_path / "p.png"), *argv]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("minidl classify: ") and "classify: classify" not in err[0], err
