@@ -10,6 +10,7 @@ import functools
 import math
 import os
 import sys
+import tempfile
 
 import numpy as np
 
@@ -96,7 +97,8 @@ def add_train_parser(sub):
     p.add_argument("--model", default=None,
                    help="tiny_alexnet (default) or a name from `minidl summary --list`")
     p.add_argument("--data", default=None,
-                   help="digits (default, embedded), cifar10:PATH (python batches), or an image folder PATH "
+                   help="digits (default, embedded), cifar10 or imagenette (downloaded once into ~/.cache/minidl, "
+                        "checksum verified), cifar10:PATH (python batches), or an image folder PATH "
                         "(PATH/<class>/<image>, or PATH/train and PATH/val)")
     p.add_argument("--epochs", type=positive_int, default=None, help=f"epochs (default {DEFAULTS['epochs']})")
     p.add_argument("--batch-size", type=positive_int, default=None,
@@ -191,24 +193,190 @@ def cmd_eval(args):
 
 def add_classify_parser(sub):
     p = sub.add_parser("classify", help="top-5 classes with probabilities for image files",
-                       description="Classify images with trained weights: a `minidl train` run folder (its "
-                                   "config gives model, classes and preprocessing) or, with --model, an .npz of "
-                                   "weights such as converted torchvision ones (ImageNet preprocessing).")
+                       description="Classify images with a `minidl train` run (its folder or weights file: its "
+                                   "config gives model, classes and preprocessing), with an .npz of weights and "
+                                   "--model, or with torchvision's ImageNet weights: --model NAME --pretrained "
+                                   "(found in PyTorch's or minidl's cache, else downloaded; no PyTorch needed).")
     p.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
-    p.add_argument("--model", default=None, help="model name (needed for weights without a run folder)")
-    p.add_argument("--weights", required=True, help="run folder, model.npz/checkpoint.npz, or an .npz of weights")
+    p.add_argument("--model", default=None, help="model name (needed with --pretrained and for weights without a "
+                                                  "run folder); `minidl weights list` names those with weights")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--weights", help="run folder, model.npz/checkpoint.npz, or an .npz of weights")
+    src.add_argument("--pretrained", action="store_true",
+                     help="torchvision's ImageNet weights for --model (downloaded once into the cache)")
     p.add_argument("--top", type=int, default=5, help="how many classes to list (default 5)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.set_defaults(func=cmd_classify)
 
 
 def cmd_classify(args):
+    from minidl import hub, pth, safepickle
     try:
-        run_classify(args.images, model=args.model, weights=args.weights, device=args.device, topk=args.top)
-    except (CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:
+        run_classify(args.images, model=args.model, weights=args.weights, pretrained=args.pretrained,
+                     device=args.device, topk=args.top)
+    except (CheckpointError, hub.DownloadError, pth.PthError, safepickle.UnsafePickleError, ValueError,
+            FileNotFoundError, RuntimeError) as e:
         print(f"minidl classify: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _imagenet_config(model, num_classes):
+    """How torchvision's ImageNet weights expect images: resize 256/224, centre crop, ImageNet mean/std."""
+    from minidl.data import transforms as T
+    channels, size = model_input(model)
+    return {"model": model, "num_classes": num_classes, "kind": "folder", "image_size": size, "in_channels": channels,
+            "mean": list(T.IMAGENET_MEAN), "std": list(T.IMAGENET_STD), "pad": 0,
+            "classes": imagenet_class_names() if num_classes == 1000 else None}
+
+
+def run_classify(images, model=None, weights=None, pretrained=False, device="cpu", topk=5, log=print):
+    """``minidl classify``: the top-k classes with probabilities for each image file.
+
+    ``weights`` from ``minidl train`` (a run folder or a file in one) carry their config (model,
+    classes, preprocessing). Other weights need ``model`` and get the ImageNet preprocessing and,
+    with 1000 classes, the ImageNet class names; so does ``pretrained`` (torchvision's weights for
+    ``model``, see minidl.hub). Error messages carry no prefix: the command adds "minidl classify: ".
+    """
+    from PIL import Image
+    from minidl import models
+    from minidl.data import presets
+    from minidl.data.folder import load_rgb
+    from minidl.metrics import predict
+    if topk < 1:
+        raise ValueError(f"--top must be at least 1, got {topk}")
+    if pretrained:
+        from minidl import hub
+        if model is None:
+            raise ValueError(f"--pretrained needs --model: one of {', '.join(hub.WEIGHTS)}")
+        if model not in hub.WEIGHTS:
+            raise ValueError(f"--model {model}: no pretrained weights; --pretrained works with: {', '.join(hub.WEIGHTS)}")
+        config = _imagenet_config(model, 1000)
+        net = models.get_model(model, pretrained=True)
+    else:
+        if weights is None:
+            raise ValueError("give --weights (a run folder from `minidl train` or an .npz of weights) "
+                             "or --model NAME --pretrained")
+        config = read_config(weights)
+        state = read_weights(weights)
+        if config is None or (model is not None and model != config["model"]):
+            if model is None:
+                raise ValueError(f"--weights {weights} has no config.json beside it; name the model with --model")
+            if model == "tiny_alexnet":
+                raise ValueError("tiny_alexnet weights need the config.json of their run folder")
+            config = _imagenet_config(model, _num_classes(state, weights))
+        if "classes" in config and config["classes"] is None:
+            config = {k: v for k, v in config.items() if k != "classes"}
+        net = build_model(config)
+        try:
+            net.load_state_dict(state)
+        except (KeyError, ValueError) as e:
+            raise CheckpointError(f"{weights}: the weights do not fit {config['model']}: {e}") from None
+    classes = config.get("classes")
+    net.to(device).eval()
+    results = []
+    for path in images:
+        try:
+            img = Image.open(path) if config.get("kind") == "digits" else load_rgb(path)
+            x = presets.prepare_image(config, img)
+        except Exception as e:
+            raise ValueError(f"cannot read image {path} ({type(e).__name__}: {e})") from None
+        probs = predict(net, x[None], device)[0]
+        top = np.argsort(-probs, kind="stable")[:topk]
+        log(path)
+        for rank, c in enumerate(top, 1):
+            log(f"  {rank}. {100 * probs[c]:5.1f}%  {_label(classes, c)}")
+        results.append([(int(c), float(probs[c])) for c in top])
+    return results
+
+
+def _label(classes, c):
+    """'tabby cat (281)'; a class whose name is its index (the digits' "3") is shown once."""
+    if not classes:
+        return f"class {c}"
+    name = str(classes[c])
+    return name if name == str(c) else f"{name} ({c})"
+
+
+def add_weights_parser(sub):
+    p = sub.add_parser("weights", help="torchvision's pretrained weights: list, download, convert .pth to .npz",
+                       description="torchvision's ImageNet weights, read without PyTorch. Files are looked for in "
+                                   "$TORCH_HOME/hub/checkpoints (default ~/.cache/torch/hub/checkpoints) and "
+                                   "$MINIDL_HOME/checkpoints (default ~/.cache/minidl/checkpoints), and downloaded "
+                                   "into the latter (SHA-256 checked) when missing.")
+    wsub = p.add_subparsers(dest="weights_command", metavar="ACTION")
+    q = wsub.add_parser("list", help="the models with pretrained weights, their files and whether they are cached")
+    q.set_defaults(func=cmd_weights_list)
+    q = wsub.add_parser("download", help="download the weights of models into the cache (for offline use)")
+    q.add_argument("models", nargs="+", metavar="MODEL")
+    q.set_defaults(func=cmd_weights_download)
+    q = wsub.add_parser("convert", help="a PyTorch .pth state dict -> .npz (loads with model.load / --weights)")
+    q.add_argument("pth", metavar="FILE.pth")
+    q.add_argument("npz", metavar="OUT.npz")
+    q.add_argument("--model", default=None, help="check that the weights fit this model (e.g. resnet18)")
+    q.set_defaults(func=cmd_weights_convert)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _weights_errors():
+    from minidl import hub, pth, safepickle
+    return (hub.DownloadError, pth.PthError, safepickle.UnsafePickleError, ValueError, FileNotFoundError, OSError)
+
+
+def cmd_weights_list(args):
+    from minidl import hub
+    for name, file in hub.WEIGHTS.items():
+        found = hub.find_cached(name)
+        print(f"{name:<22} {file:<26} {found if found else 'not downloaded'}")
+    return 0
+
+
+def cmd_weights_download(args):
+    from minidl import hub
+    try:
+        for name in args.models:
+            print(f"{name}: {hub.weights_file(name)}")
+    except _weights_errors() as e:
+        print(f"minidl weights: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_weights_convert(args):
+    import numpy as np
+    from minidl import pth
+    try:
+        state = pth.load_state_dict(args.pth)
+        if args.model is not None:
+            from minidl import models
+            try:
+                models.get_model(args.model, num_classes=_num_classes(state, args.pth)).load_state_dict(state)
+            except KeyError as e:
+                raise ValueError(f"{args.pth} does not fit {args.model}: {e.args[0]}") from None
+        out = args.npz if args.npz.endswith(".npz") else args.npz + ".npz"
+        folder = os.path.dirname(os.path.abspath(out))
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz")
+        os.close(fd)
+        try:
+            np.savez(tmp, **state)
+            os.replace(tmp, out)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    except _weights_errors() as e:
+        print(f"minidl weights: {e}", file=sys.stderr)
+        return 1
+    n = sum(int(v.size) for v in state.values())
+    print(f"{args.pth} -> {out}: {len(state)} arrays, {n:,} numbers")
+    return 0
+
+
+def _num_classes(state, path):
+    """Classes of a classifier's weights: the rows of its last 2-D weight (the final FC layer)."""
+    last = [v for k, v in state.items() if k.endswith("weight") and getattr(v, "ndim", 0) == 2]
+    if not last:
+        raise ValueError(f"{path}: cannot tell the number of classes (no fully connected layer in the weights)")
+    return int(last[-1].shape[0])
 
 
 # The subcommands, in the order `minidl --help` lists them: one add_<name>_parser each.
@@ -217,6 +385,7 @@ SUBCOMMANDS = [
     add_train_parser,
     add_eval_parser,
     add_classify_parser,
+    add_weights_parser,
 ]
 
 
@@ -369,71 +538,6 @@ def run_evaluation(path, data=None, ten_crop=False, device="cpu", batch_size=64,
         f"{f', {VIEWS[presets.tencrop_views(config)]} crops each' if ten_crop else ''}): loss {ev['loss']:.4f}")
     log(format_errors(ev["top1"], ev["top5"]))
     return ev
-
-
-def run_classify(images, model=None, weights=None, device="cpu", topk=5, log=print):
-    """``minidl classify``: the top-k classes with probabilities for each image file.
-
-    ``weights`` from ``minidl train`` (a run folder or a file in one) carry their config (model,
-    classes, preprocessing). Other weights (e.g. converted from torchvision) need ``model``; they
-    get the ImageNet preprocessing (resize 256/224, centre crop, ImageNet mean/std) and, with 1000
-    classes, the ImageNet class names.
-    """
-    from PIL import Image
-    from minidl.data import presets
-    from minidl.metrics import predict
-    if topk < 1:
-        raise ValueError(f"--top must be at least 1, got {topk}")
-    if weights is None:
-        raise ValueError("classify: give --weights (a run folder from `minidl train` or an .npz of weights)")
-    config = read_config(weights)
-    state = read_weights(weights)
-    if config is None or (model is not None and model != config["model"]):
-        if model is None:
-            raise ValueError(f"classify: {weights} has no config.json beside it; name the model with --model")
-        k = _num_classes(state)
-        channels, size = model_input(model)
-        if model == "tiny_alexnet":
-            raise ValueError("classify: tiny_alexnet weights need the config.json of their run folder")
-        config = {"model": model, "num_classes": k, "kind": "folder", "image_size": size, "in_channels": channels,
-                  "mean": list(presets.T.IMAGENET_MEAN), "std": list(presets.T.IMAGENET_STD), "pad": 0,
-                  "classes": imagenet_class_names() if k == 1000 else None}
-    classes = config.get("classes")
-    if classes is None and config.get("num_classes") == 1000:
-        log("(minidl does not bundle the ImageNet class names; classes are shown by their index 0-999, "
-            "in torchvision's order)")
-    if "classes" in config and classes is None:
-        config = {k: v for k, v in config.items() if k != "classes"}
-    net = build_model(config)
-    try:
-        net.load_state_dict(state)
-    except (KeyError, ValueError) as e:
-        raise CheckpointError(f"{weights}: the weights do not fit {config['model']}: {e}") from None
-    net.to(device).eval()
-    results = []
-    for path in images:
-        try:
-            from minidl.data.folder import load_rgb
-            img = Image.open(path) if config.get("kind") == "digits" else load_rgb(path)
-            x = presets.prepare_image(config, img)
-        except Exception as e:
-            raise ValueError(f"classify: cannot read image {path} ({type(e).__name__}: {e})") from None
-        probs = predict(net, x[None], device)[0]
-        top = np.argsort(-probs, kind="stable")[:topk]
-        log(path)
-        for rank, c in enumerate(top, 1):
-            name = classes[c] if classes else f"class {c}"
-            log(f"  {rank}. {100 * probs[c]:5.1f}%  {name} ({c})")
-        results.append([(int(c), float(probs[c])) for c in top])
-    return results
-
-
-def _num_classes(state):
-    """Classes of a classifier state dict: rows of its last 2-D weight (the final fully connected layer)."""
-    last = [v for k, v in state.items() if k.endswith("weight") and np.ndim(v) == 2]
-    if not last:
-        raise ValueError("classify: cannot tell the number of classes (no fully connected layer in the weights)")
-    return int(np.shape(last[-1])[0])
 
 
 def imagenet_class_names():

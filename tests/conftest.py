@@ -20,7 +20,7 @@ def pytest_collection_modifyitems(config, items):
     reason = md_backend.gpu_unavailable_reason()
     if reason is None:
         return
-    skip = pytest.mark.skip(reason=f"needs a usable GPU: {reason}")
+    skip = pytest.mark.skip(reason=f"needs a usable GPU (an NVIDIA GPU and pip install -e '.[cuda12]'): {reason}")
     for item in gpu_tests:
         item.add_marker(skip)
 

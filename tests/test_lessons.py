@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
+nbformat = pytest.importorskip("nbformat", reason="pip install -e '.[test]'")
+nbclient = pytest.importorskip("nbclient", reason="pip install -e '.[test]'")
+pytest.importorskip("ipykernel", reason="pip install -e '.[test]'")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSONS = os.path.join(ROOT, "lessons")

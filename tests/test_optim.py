@@ -21,7 +21,7 @@ CONFIGS = [dict(), dict(momentum=0.9), dict(momentum=0.9, nesterov=True), dict(w
 
 @pytest.mark.parametrize("kw", CONFIGS, ids=[str(k) for k in CONFIGS])
 def test_sgd_matches_torch(kw):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     x, w0, b0 = quadratic_problem()
     w, b = md.tensor(w0, requires_grad=True), md.tensor(b0, requires_grad=True)
     opt = optim.SGD([w, b], lr=0.1, **kw)
@@ -84,7 +84,7 @@ def test_sgd_state_dict_round_trip_continues_identically():
 
 
 def test_step_lr_matches_torch():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     p = md.tensor([1.0], requires_grad=True)
     opt = optim.SGD([p], lr=0.1)
     sched = optim.StepLR(opt, step_size=3, gamma=0.5)
@@ -99,7 +99,7 @@ def test_step_lr_matches_torch():
 
 
 def test_reduce_lr_on_plateau_matches_torch():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     metrics = [1.0, 0.9, 0.9, 0.95, 0.91, 0.8, 0.8, 0.8, 0.8, 0.79999, 0.7, 0.7, 0.7, 0.7, 0.7]
     p = md.tensor([1.0], requires_grad=True)
     opt = optim.SGD([p], lr=0.01)

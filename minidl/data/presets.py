@@ -1,7 +1,9 @@
 """Data specifications of the ``minidl`` command and their standard transforms.
 
-A spec is ``digits`` (the embedded set), ``cifar10:PATH`` (the python batches) or a folder
-``PATH`` in the ImageNet layout. A folder with ``train/`` and ``val/`` (or ``test/``) inside uses
+A spec is ``digits`` (the embedded set), ``cifar10:PATH`` (the python batches), ``cifar10`` or
+``imagenette`` (downloaded once into minidl's cache, checksum verified: minidl.data.cifar,
+minidl.data.imagenette) or a folder ``PATH`` in the ImageNet layout (``./cifar10`` for a folder
+of that name). A folder with ``train/`` and ``val/`` (or ``test/``) inside uses
 those; a plain ``PATH/<class>/<image>`` folder is split per class with a fixed seed, 10% held out.
 
 ``data_config`` describes the data for a run (kind, classes, channels, size, mean/std, padding);
@@ -18,6 +20,7 @@ from minidl.data import transforms as T
 from minidl.data.cifar import CIFAR10, CIFAR10_CLASSES
 from minidl.data.digits import DIGITS_CLASSES, Digits
 from minidl.data.folder import ImageFolder
+from minidl.data.imagenette import IMAGENETTE_CLASSES, WNIDS, download_imagenette
 from minidl.data.loader import Subset
 
 # Mean and standard deviation of the 32x32 digits' training split (one grey channel, in [0, 1]);
@@ -29,16 +32,16 @@ HOLDOUT_FRACTION, HOLDOUT_SEED = 0.1, 0
 
 
 def parse_spec(spec):
-    """("digits", None) | ("cifar10", path) | ("folder", path)."""
+    """("digits", None) | ("cifar10", path or None: the cache) | ("imagenette", None) | ("folder", path)."""
     spec = str(spec)
-    if spec == "digits":
-        return "digits", None
+    if spec in ("digits", "cifar10", "imagenette"):
+        return spec, None
     if spec.startswith("cifar10:"):
         return "cifar10", spec[len("cifar10:"):]
     if os.path.isdir(spec):
         return "folder", spec
-    raise ValueError(f"--data {spec!r}: expected 'digits', 'cifar10:PATH' or an image folder PATH "
-                     f"(PATH/<class>/<image>; no such folder)")
+    raise ValueError(f"--data {spec!r}: expected 'digits', 'cifar10' or 'imagenette' (downloaded into the cache), "
+                     f"'cifar10:PATH' or an image folder PATH (PATH/<class>/<image>; no such folder)")
 
 
 def _folder_splits(path):
@@ -63,6 +66,9 @@ def data_config(spec, image_size=None, in_channels=None):
         size = image_size or 32
         return {"data": spec, "kind": kind, "classes": list(CIFAR10_CLASSES), "image_size": size, "in_channels": 3,
                 "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD), "pad": max(1, size // 8), "native_size": 32}
+    if kind == "imagenette":  # the 160 px version: a 224 model sees slightly upscaled photos
+        return {"data": spec, "kind": kind, "classes": list(IMAGENETTE_CLASSES), "image_size": image_size or 160,
+                "in_channels": 3, "mean": list(T.IMAGENET_MEAN), "std": list(T.IMAGENET_STD), "pad": 0}
     splits = _folder_splits(path)
     classes = ImageFolder(splits[0] if splits else path).classes
     return {"data": spec, "kind": kind, "classes": classes, "image_size": image_size or 224, "in_channels": 3,
@@ -107,7 +113,14 @@ def build_dataset(config, train, transform=None):
     if kind == "digits":
         return Digits(train=train, transform=transform, channels=config["in_channels"])
     if kind == "cifar10":
-        return CIFAR10(path, train=train, transform=transform)
+        return CIFAR10(path, train=train, transform=transform)   # path None: the cache, downloaded once
+    if kind == "imagenette":
+        folder = os.path.join(download_imagenette(), "train" if train else "val")
+        ds = ImageFolder(folder, transform=transform)
+        if tuple(ds.classes) != WNIDS:
+            raise ValueError(f"{folder}: expected the 10 Imagenette class folders {', '.join(WNIDS)}, "
+                             f"found {', '.join(ds.classes[:12])}")
+        return ds
     splits = _folder_splits(path)
     if splits:
         ds = ImageFolder(splits[0] if train else splits[1], transform=transform)

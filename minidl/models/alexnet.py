@@ -104,16 +104,25 @@ class AlexNetTorchvision(nn.Module):
         return self.classifier(self.flatten(self.avgpool(self.features(x))))
 
 
-def alexnet(num_classes=1000, variant="paper", dropout=0.5, width=1.0, towers=None):
+def alexnet(num_classes=1000, variant="paper", dropout=0.5, width=1.0, towers=None, pretrained=False):
     """AlexNet: ``variant="paper"`` (two towers as grouped convolutions, LRN, 227 input) or ``"torchvision"``.
+
+    pretrained=True (torchvision variant, 1000 classes): torchvision's ImageNet weights
+    (alexnet-owt-7be5be79.pth, found in the PyTorch or minidl cache or downloaded; minidl.hub).
 
     The towers on two MPI ranks, as the paper's two GPUs ran them, are built by
     ``minidl.distributed.towers.two_tower_alexnet`` (models know nothing of MPI)."""
+    if pretrained and variant != "torchvision":
+        raise ValueError(f'alexnet: pretrained weights exist for variant="torchvision" only (torchvision\'s); '
+                         f'the paper\'s two-tower net has none published in this format, got variant={variant!r}')
     if towers is not None:
         raise ValueError(f"alexnet: towers={towers!r} is not a model option; the two towers on two MPI ranks are "
                          f"built by minidl.distributed.towers.two_tower_alexnet(num_classes, dropout, width)")
     if variant == "paper":
         return AlexNet(num_classes, dropout, width)
     if variant == "torchvision":
+        from minidl import hub
+        if hub.check_pretrained("alexnet_torchvision", pretrained, num_classes):
+            return hub.load_pretrained(AlexNetTorchvision(num_classes, dropout), "alexnet_torchvision")
         return AlexNetTorchvision(num_classes, dropout)
     raise ValueError(f"alexnet: variant must be one of {VARIANTS}, got {variant!r}")

@@ -178,6 +178,27 @@ class GoogLeNet(nn.Module):
         return logits
 
 
-def googlenet(num_classes=1000, aux_logits=True, variant="paper", transform_input=False, dropout=None):
-    """GoogLeNet: ``variant="paper"`` (Table 1, LRN, true 5x5) or ``"torchvision"`` (BatchNorm)."""
-    return GoogLeNet(num_classes, aux_logits, variant, transform_input, dropout)
+def googlenet(num_classes=1000, aux_logits=None, variant="paper", transform_input=None, dropout=None,
+              pretrained=False):
+    """GoogLeNet: ``variant="paper"`` (Table 1, LRN, true 5x5) or ``"torchvision"`` (BatchNorm).
+
+    pretrained=True (torchvision variant, 1000 classes): torchvision's ImageNet weights
+    (googlenet-1378be20.pth, ported from TensorFlow; minidl.hub finds or downloads it). As in
+    torchvision, ``transform_input`` then defaults to True (those weights expect inputs scaled to
+    [-1, 1]; it rescales ImageNet-normalised ones) and ``aux_logits`` to False (the file's
+    auxiliary heads were never trained). Otherwise the defaults are aux_logits=True, no transform.
+    """
+    from minidl import hub
+    if pretrained and variant != "torchvision":
+        raise ValueError(f'googlenet: pretrained weights exist for variant="torchvision" only (torchvision\'s), '
+                         f'got variant={variant!r}')
+    aux_logits = not pretrained if aux_logits is None else aux_logits
+    transform_input = bool(pretrained) if transform_input is None else transform_input
+    if not hub.check_pretrained("googlenet_torchvision", pretrained, num_classes):
+        return GoogLeNet(num_classes, aux_logits, variant, transform_input, dropout)
+    net = GoogLeNet(num_classes, True, variant, transform_input, dropout)   # the file holds the aux heads
+    hub.load_pretrained(net, "googlenet_torchvision")
+    if not aux_logits:
+        net.aux1 = net.aux2 = None
+        net.aux_logits = False
+    return net

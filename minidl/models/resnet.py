@@ -16,7 +16,7 @@ A block outputs relu(F(x) + shortcut(x)): the shortcut is the identity, or a 1x1
 BN ("downsample", the paper's option B) where the size or width changes. The first block of
 layers 2-4 downsamples with stride 2 — in the 3x3 conv of a bottleneck (torchvision's "v1.5").
 ``zero_init_residual=True`` zeroes the last BN's scale in every block, so each block starts as
-the identity. Parameters: 11,689,512 / 21,797,672 / 25,557,032 / 44,549,160 / 60,192,808.
+the identity. ``pretrained=True`` loads torchvision's ImageNet weights (minidl.hub). Parameters: 11,689,512 / 21,797,672 / 25,557,032 / 44,549,160 / 60,192,808.
 
 ``plain18`` / ``plain34``: the same stacks with no shortcuts (the paper's plain baselines).
 
@@ -167,24 +167,32 @@ class ResNet(nn.Module):
         return self.fc(self.flatten(self.avgpool(x)))
 
 
-def resnet18(num_classes=1000, zero_init_residual=False):
-    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, zero_init_residual)
+def _pretrained(model, name, pretrained, num_classes):
+    """pretrained=True: torchvision's ImageNet weights for ``name`` (minidl.hub finds or downloads them)."""
+    from minidl import hub
+    if hub.check_pretrained(name, pretrained, num_classes):
+        hub.load_pretrained(model, name)
+    return model
 
 
-def resnet34(num_classes=1000, zero_init_residual=False):
-    return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, zero_init_residual)
+def resnet18(num_classes=1000, zero_init_residual=False, pretrained=False):
+    return _pretrained(ResNet(BasicBlock, [2, 2, 2, 2], num_classes, zero_init_residual), "resnet18", pretrained, num_classes)
 
 
-def resnet50(num_classes=1000, zero_init_residual=False):
-    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, zero_init_residual)
+def resnet34(num_classes=1000, zero_init_residual=False, pretrained=False):
+    return _pretrained(ResNet(BasicBlock, [3, 4, 6, 3], num_classes, zero_init_residual), "resnet34", pretrained, num_classes)
 
 
-def resnet101(num_classes=1000, zero_init_residual=False):
-    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, zero_init_residual)
+def resnet50(num_classes=1000, zero_init_residual=False, pretrained=False):
+    return _pretrained(ResNet(Bottleneck, [3, 4, 6, 3], num_classes, zero_init_residual), "resnet50", pretrained, num_classes)
 
 
-def resnet152(num_classes=1000, zero_init_residual=False):
-    return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, zero_init_residual)
+def resnet101(num_classes=1000, zero_init_residual=False, pretrained=False):
+    return _pretrained(ResNet(Bottleneck, [3, 4, 23, 3], num_classes, zero_init_residual), "resnet101", pretrained, num_classes)
+
+
+def resnet152(num_classes=1000, zero_init_residual=False, pretrained=False):
+    return _pretrained(ResNet(Bottleneck, [3, 8, 36, 3], num_classes, zero_init_residual), "resnet152", pretrained, num_classes)
 
 
 def plain18(num_classes=1000):

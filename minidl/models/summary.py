@@ -250,7 +250,28 @@ def summary(model, input_shape, depth=None):
         if (depth is None and is_leaf) or (depth is not None and (d == depth or (d < depth and is_leaf))):
             rows.append(Row(name, kind, d, oshape, prm, madds, rf, jump))
     return Summary(type(model).__name__, shape, rows, [tuple(t.shape) for t in outs if isinstance(t, Tensor)],
-                   model.num_parameters(), p.leaf_madds, _reached_params(model, p))
+                   model.num_parameters(), p.leaf_madds, _reached_params(model, p), _aux_heads(model, p))
+
+
+AuxHead = namedtuple("AuxHead", "name after params madds ran")
+
+
+def _aux_heads(model, p):
+    """GoogLeNet's auxiliary classifiers (training-only heads): name, the module that feeds them,
+    parameters, multiply-adds in this pass, and whether they ran (not in eval mode)."""
+    from minidl.models.googlenet import InceptionAux
+    heads = []
+    for name, m in model.named_modules():
+        if not isinstance(m, InceptionAux) or m is model:
+            continue
+        mine = [i for i, r in enumerate(p.records) if r[0] == name or r[0].startswith(name + ".")]
+        madds = sum(p.records[i][6] for i in mine if p.records[i][3])
+        after = None
+        if mine:  # the last top-level module that ran before the head: the one it hangs on
+            before = [r[0] for r in p.records[:mine[0]] if "." not in r[0] and r[0] != name.split(".")[0]]
+            after = before[-1] if before else None
+        heads.append(AuxHead(name, after, m.num_parameters(), madds, bool(mine)))
+    return heads
 
 
 def _reached_params(model, p):
@@ -265,10 +286,20 @@ class Summary:
     jump), ``total_params``, ``total_madds`` (per image), ``output_shapes``; ``str()`` is the table."""
 
     def __init__(self, model_name, input_shape, rows, output_shapes, total_params, total_madds,
-                 reached_params):
+                 reached_params, aux_heads=()):
         self.model_name, self.input_shape, self.rows = model_name, input_shape, rows
         self.output_shapes, self.total_params, self.total_madds = output_shapes, total_params, total_madds
-        self.reached_params = reached_params
+        self.reached_params, self.aux_heads = reached_params, list(aux_heads)
+
+    @property
+    def inference_params(self):
+        """Parameters without the auxiliary heads (what a trained net needs to classify)."""
+        return self.total_params - sum(h.params for h in self.aux_heads)
+
+    @property
+    def inference_madds(self):
+        """Multiply-adds per image without the auxiliary heads (in eval mode: the total)."""
+        return self.total_madds - sum(h.madds for h in self.aux_heads)
 
     def row(self, name):
         """The first row whose layer name is ``name``."""
@@ -298,14 +329,38 @@ class Summary:
         lines = [f"{self.model_name}, input {'x'.join(str(v) for v in self.input_shape[1:])}", rule,
                  fmt(table[0]), rule]
         lines += [fmt(row) for row in table[1:]]
-        lines += [rule,
-                  f"output shape(s):        {', '.join(shape_str(s) for s in self.output_shapes)}",
+        lines.append(rule)
+        if self.aux_heads:
+            lines += self._aux_lines(shape_str)
+            return "\n".join(lines)
+        lines += [f"output shape(s):        {', '.join(shape_str(s) for s in self.output_shapes)}",
                   f"total parameters:       {self.total_params:,}",
                   f"multiply-adds / image:  {self.total_madds:,} ({self.total_madds / 1e9:.2f} G)"]
         if self.reached_params != self.total_params:
             lines.append(f"parameters not used in this pass (e.g. heads used only in training): "
                          f"{self.total_params - self.reached_params:,}")
         return "\n".join(lines)
+
+    def _aux_lines(self, shape_str):
+        """Totals with and without the auxiliary heads, and what each output is."""
+        ran = [h for h in self.aux_heads if h.ran]
+        aux_p = sum(h.params for h in self.aux_heads)
+        aux_m = sum(h.madds for h in ran)
+        names = ["logits (the classifier after global pooling; the prediction)"]
+        names += [f"{h.name} (auxiliary head on {h.after}; its loss is added with weight 0.3 in training)"
+                  for h in ran]
+        outs = [f"{n}: {shape_str(s)}" for n, s in zip(names, self.output_shapes)]
+        lines = [f"outputs:                {outs[0]}"] + [f"                        {o}" for o in outs[1:]]
+        if not ran:
+            lines.append("                        (eval mode: the auxiliary heads do not run)")
+        lines += [f"total parameters:       {self.total_params:,} = {self.inference_params:,} inference network "
+                  f"+ {aux_p:,} auxiliary heads ({', '.join(h.name for h in self.aux_heads)}; training only)",
+                  f"multiply-adds / image:  {self.total_madds:,} ({self.total_madds / 1e9:.2f} G)"
+                  + (f" = {self.inference_madds:,} ({self.inference_madds / 1e9:.2f} G) inference network "
+                     f"+ {aux_m:,} auxiliary heads" if ran else " (inference network only)")]
+        if not ran:
+            lines.append(f"parameters not used in this pass (the auxiliary heads, used only in training): {aux_p:,}")
+        return lines
 
     def __repr__(self):
         return str(self)

@@ -7,28 +7,16 @@ model's weights load directly:
     net.load_state_dict({k: v.numpy() for k, v in tv_model.state_dict().items()})
 
 and a ``.pth`` file (e.g. torchvision's downloaded ``resnet18-f37072fd.pth``) loads with
-``load_torchvision(net, path)``. PyTorch is needed only for reading ``.pth`` files and is
-imported only then; minidl's own ``.npz`` files (``Module.save`` / ``Module.load``) need NumPy only.
+``load_torchvision(net, path)`` — read by ``minidl.pth`` with NumPy only: PyTorch is not needed,
+and nothing in the file is run. ``pretrained=True`` in the constructors finds or downloads
+torchvision's file (``minidl.hub``).
 """
 import numpy as np
 
-TORCH_HINT = ("reading a .pth file needs PyTorch (pip install torch); minidl itself does not. "
-              "Alternatively convert once where torch is installed: "
-              "numpy.savez('w.npz', **{k: v.numpy() for k, v in torch.load('w.pth').items()}) "
-              "and load the .npz with model.load('w.npz')")
-
-
-def _import_torch():
-    try:
-        import torch
-    except ImportError as e:
-        raise ImportError(f"load_torchvision: {TORCH_HINT} ({e})") from None
-    return torch
-
 
 def torch_state_dict(state):
-    """A state dict of torch tensors (or a checkpoint dict holding one under "state_dict" or
-    "model") -> name -> float NumPy array, with DataParallel's "module." prefix removed."""
+    """A state dict of live torch tensors (or a checkpoint dict holding one under "state_dict" or
+    "model") -> name -> NumPy array, with DataParallel's "module." prefix removed."""
     if isinstance(state, dict):
         for key in ("state_dict", "model"):
             if key in state and isinstance(state[key], dict):
@@ -49,11 +37,8 @@ def load_torchvision(model, path, strict=True):
 
     Keys and shapes are checked by ``Module.load_state_dict``: a missing, extra or wrongly shaped
     key raises an error naming it. BatchNorm's ``num_batches_tracked`` is accepted and ignored.
-    Returns the model.
+    A checkpoint dict holding the weights under "state_dict" or "model", and DataParallel's
+    "module." prefixes, are accepted. Returns the model.
     """
-    torch = _import_torch()
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except TypeError:  # torch older than 1.13 has no weights_only
-        state = torch.load(path, map_location="cpu")
-    return model.load_state_dict(torch_state_dict(state), strict=strict)
+    from minidl import pth
+    return model.load_state_dict(pth.load_state_dict(path), strict=strict)

@@ -13,7 +13,8 @@ FC 4096 (ReLU, dropout 0.5 each), FC num_classes. Two stacked 3x3 convs see 5x5,
 7x7, with 27C^2 weights against 49C^2 for one 7x7 and three non-linearities instead of one.
 
 Parameter names are torchvision's (``features.N``, ``classifier.N``); ``batch_norm=True`` adds a
-BatchNorm after every conv, as torchvision's ``vgg16_bn``.
+BatchNorm after every conv, as torchvision's ``vgg16_bn``. ``pretrained=True`` loads torchvision's
+ImageNet weights (found in the PyTorch or minidl cache, or downloaded: minidl.hub).
 Parameters: vgg11 132,863,336 · vgg13 133,047,848 · vgg16 138,357,544 · vgg19 143,667,240.
 """
 from minidl import nn
@@ -71,37 +72,49 @@ class VGG(nn.Module):
         return self.classifier(self.flatten(self.avgpool(self.features(x))))
 
 
-def vgg11(num_classes=1000, batch_norm=False, dropout=0.5):
+def _pretrained(model, name, pretrained, num_classes):
+    """pretrained=True: torchvision's ImageNet weights for ``name`` (minidl.hub finds or downloads them)."""
+    from minidl import hub
+    if hub.check_pretrained(name, pretrained, num_classes):
+        hub.load_pretrained(model, name)
+    return model
+
+
+def vgg11(num_classes=1000, batch_norm=False, dropout=0.5, pretrained=False):
     """Configuration A (8 conv + 3 FC layers)."""
-    return VGG("A", batch_norm, num_classes, dropout)
+    return _pretrained(VGG("A", batch_norm, num_classes, dropout),
+                       f"vgg11{'_bn' if batch_norm else ''}", pretrained, num_classes)
 
 
-def vgg13(num_classes=1000, batch_norm=False, dropout=0.5):
+def vgg13(num_classes=1000, batch_norm=False, dropout=0.5, pretrained=False):
     """Configuration B (10 conv + 3 FC layers)."""
-    return VGG("B", batch_norm, num_classes, dropout)
+    return _pretrained(VGG("B", batch_norm, num_classes, dropout),
+                       f"vgg13{'_bn' if batch_norm else ''}", pretrained, num_classes)
 
 
-def vgg16(num_classes=1000, batch_norm=False, dropout=0.5):
+def vgg16(num_classes=1000, batch_norm=False, dropout=0.5, pretrained=False):
     """Configuration D (13 conv + 3 FC layers)."""
-    return VGG("D", batch_norm, num_classes, dropout)
+    return _pretrained(VGG("D", batch_norm, num_classes, dropout),
+                       f"vgg16{'_bn' if batch_norm else ''}", pretrained, num_classes)
 
 
-def vgg19(num_classes=1000, batch_norm=False, dropout=0.5):
+def vgg19(num_classes=1000, batch_norm=False, dropout=0.5, pretrained=False):
     """Configuration E (16 conv + 3 FC layers)."""
-    return VGG("E", batch_norm, num_classes, dropout)
+    return _pretrained(VGG("E", batch_norm, num_classes, dropout),
+                       f"vgg19{'_bn' if batch_norm else ''}", pretrained, num_classes)
 
 
-def vgg11_bn(num_classes=1000, dropout=0.5):
-    return vgg11(num_classes, batch_norm=True, dropout=dropout)
+def vgg11_bn(num_classes=1000, dropout=0.5, pretrained=False):
+    return vgg11(num_classes, batch_norm=True, dropout=dropout, pretrained=pretrained)
 
 
-def vgg13_bn(num_classes=1000, dropout=0.5):
-    return vgg13(num_classes, batch_norm=True, dropout=dropout)
+def vgg13_bn(num_classes=1000, dropout=0.5, pretrained=False):
+    return vgg13(num_classes, batch_norm=True, dropout=dropout, pretrained=pretrained)
 
 
-def vgg16_bn(num_classes=1000, dropout=0.5):
-    return vgg16(num_classes, batch_norm=True, dropout=dropout)
+def vgg16_bn(num_classes=1000, dropout=0.5, pretrained=False):
+    return vgg16(num_classes, batch_norm=True, dropout=dropout, pretrained=pretrained)
 
 
-def vgg19_bn(num_classes=1000, dropout=0.5):
-    return vgg19(num_classes, batch_norm=True, dropout=dropout)
+def vgg19_bn(num_classes=1000, dropout=0.5, pretrained=False):
+    return vgg19(num_classes, batch_norm=True, dropout=dropout, pretrained=pretrained)

@@ -18,7 +18,7 @@ def pytest_collection_modifyitems(config, items):
     reason = dist.unavailable_reason()
     if reason is None:
         return
-    skip = pytest.mark.skip(reason=f"needs MPI: {reason}")
+    skip = pytest.mark.skip(reason=f"needs MPI (pip install -e '.[mpi]'): {reason}")
     for item in items:
         if "tests/distributed" in str(item.fspath).replace(os.sep, "/"):
             item.add_marker(skip)

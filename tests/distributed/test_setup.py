@@ -37,7 +37,7 @@ def test_mpiexec_command_shape():
     from minidl import distributed as dist
     if dist.find_mpiexec() is None:
         import pytest
-        pytest.skip("no mpiexec")
+        pytest.skip("no mpiexec: pip install -e '.[mpi]' (brings mpich's mpiexec)")
     cmd = dist.mpiexec_command(2, ["python3", "x.py"])
     assert cmd[-4:] == ["-n", "2", "python3", "x.py"]
     multi = dist.mpiexec_command(4, ["a"], hosts="h1:2,h2:2")

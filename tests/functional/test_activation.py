@@ -59,7 +59,7 @@ def test_softmax_family(name, axis):
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 def test_softmax_family_against_torch(name):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     a, g = randn(3, 5), randn(3, 5, seed=1)
     x = t(a)
     y = getattr(F, name)(x, axis=1)

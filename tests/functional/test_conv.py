@@ -217,7 +217,7 @@ TORCH_CASES = [  # (N, C, H, W, K, kernel, stride, padding, groups)
 
 @pytest.mark.parametrize("case", TORCH_CASES)
 def test_matches_torch_float32(case):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     n, c, h, w, k, kernel, stride, padding, groups = case
     rng = np.random.default_rng(9)
     x, wt, b = _case(rng, n, c, h, w, k, kernel, groups, dtype=np.float32)

@@ -29,7 +29,7 @@ def test_linear_without_bias():
 
 
 def test_linear_against_torch():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     x, w, b, g = randn(3, 4), randn(5, 4, seed=1), randn(5, seed=2), randn(3, 5, seed=3)
     mx, mw, mb = t(x), t(w), t(b)
     F.linear(mx, mw, mb).backward(g)

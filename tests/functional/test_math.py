@@ -71,7 +71,7 @@ def test_pow_tensor_exponent_and_base():
 
 
 def test_pow_against_torch():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     a, b = positive(2, 3), randn(2, 3, seed=3)
     x, y = t(a), t(b)
     F.pow(x, y).sum().backward()
@@ -114,7 +114,7 @@ def test_matmul(sa, sb):
 
 @pytest.mark.parametrize("sa, sb", MATMUL_SHAPES)
 def test_matmul_gradients_against_torch(sa, sb):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     a, b = randn(*sa, seed=1), randn(*sb, seed=2)
     x, y = t(a), t(b)
     out = x @ y
@@ -168,7 +168,7 @@ def test_max_gradient_goes_to_argmax_and_splits_ties():
     x = t([[1.0, 5.0, 5.0], [7.0, 2.0, 3.0]])
     x.max(axis=1).sum().backward()
     np.testing.assert_allclose(x.grad, [[0, 0.5, 0.5], [1, 0, 0]])
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     a = randn(3, 4)
     x = t(a)
     x.max(axis=0).backward(np.arange(4.0))

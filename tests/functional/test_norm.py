@@ -48,7 +48,7 @@ def test_lrn_float32_stays_float32():
 @pytest.mark.parametrize("size,channels,beta", [(5, 16, 0.75), (2, 6, 0.75), (4, 7, 0.6), (9, 5, 0.75), (1, 3, 0.9),
                                                 (3, 96, 0.75)])
 def test_lrn_matches_torch(size, channels, beta):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     alpha, k = 1e-2, 2.0
     x_np = np.random.default_rng(size).standard_normal((2, channels, 5, 4)).astype(np.float32) * 3
     gy = np.random.default_rng(1).standard_normal(x_np.shape).astype(np.float32)
@@ -132,7 +132,7 @@ def test_batch_norm_training_updates_buffers_in_place():
 @pytest.mark.parametrize("shape", [(6, 4), (5, 4, 3, 3)])
 @pytest.mark.parametrize("training", [True, False])
 def test_batch_norm_matches_torch(shape, training):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     rng = np.random.default_rng(3)
     c = shape[1]
     x_np = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)

@@ -72,7 +72,7 @@ def _rel_err(a, b):
 
 
 def _compare_with_torch(ours, theirs, x_np):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     x = md.tensor(x_np, requires_grad=True)
     y = ours(x)
     gy = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
@@ -89,7 +89,7 @@ def _compare_with_torch(ours, theirs, x_np):
 @pytest.mark.parametrize("op", sorted(POOLS))
 @pytest.mark.parametrize("k,s,p,ceil_mode", GRID)
 def test_matches_torch(op, k, s, p, ceil_mode):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     theirs = {"max": torch.nn.functional.max_pool2d, "avg": torch.nn.functional.avg_pool2d}[op]
     x = np.random.default_rng(k + s + p).standard_normal((2, 3, 9, 8)).astype(np.float32)
     _compare_with_torch(lambda t: POOLS[op](t, k, s, p, ceil_mode),
@@ -100,7 +100,7 @@ def test_matches_torch(op, k, s, p, ceil_mode):
 @pytest.mark.parametrize("k,s,p,ceil_mode", [(7, 4, 3, True), (11, 4, 5, False), (7, 2, 3, True), (11, 4, 0, True),
                                              (4, 4, 2, True), (3, 3, 1, True)])
 def test_matches_torch_large_kernels(op, k, s, p, ceil_mode):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     theirs = {"max": torch.nn.functional.max_pool2d, "avg": torch.nn.functional.avg_pool2d}[op]
     x = np.random.default_rng(k * s).standard_normal((2, 2, 27, 25)).astype(np.float32)
     _compare_with_torch(lambda t: POOLS[op](t, k, s, p, ceil_mode),
@@ -108,7 +108,7 @@ def test_matches_torch_large_kernels(op, k, s, p, ceil_mode):
 
 
 def test_max_pool_switches_match_torch_indices():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     x = np.random.default_rng(0).standard_normal((2, 3, 11, 10)).astype(np.float32)
     from minidl import kernels
     from minidl.kernels._geometry import Window
@@ -123,7 +123,7 @@ def test_max_pool_switches_match_torch_indices():
 
 @pytest.mark.parametrize("out", [1, 2, 3, (3, 4), (5, 2), 7])
 def test_adaptive_avg_pool_matches_torch(out):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     x = np.random.default_rng(2).standard_normal((2, 3, 6, 8)).astype(np.float32)
     _compare_with_torch(lambda t: F.adaptive_avg_pool2d(t, out),
                         lambda t: torch.nn.functional.adaptive_avg_pool2d(t, out), x)

@@ -78,7 +78,7 @@ def test_getitem_repeated_index_counts():
 
 
 def test_getitem_with_tensor_index_and_against_torch():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     a = randn(4, 3)
     idx = np.array([3, 0, 3, 1])
     x = t(a)

@@ -98,7 +98,7 @@ def test_gradcheck_two_tower_block():
 
 
 def test_same_logits_as_torchvision():
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = pytest.importorskip("torchvision", reason="needs torchvision: pip install -e '.[torchvision]'")
     import torch
     torch.manual_seed(0)
     compare_with_torchvision(models.alexnet(variant="torchvision"), torchvision.models.alexnet(weights=None),

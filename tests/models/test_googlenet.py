@@ -116,7 +116,7 @@ def test_gradcheck_aux_head():
 
 
 def test_inception_against_torch():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     md.manual_seed(0)
     ours = randomize_bn(Inception(6, 2, 3, 4, 2, 3, 2, unit=BasicConv2d, kernel5=3)).eval()
 
@@ -152,7 +152,7 @@ def test_inception_against_torch():
 
 
 def test_same_logits_as_torchvision():
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = pytest.importorskip("torchvision", reason="needs torchvision: pip install -e '.[torchvision]'")
     import torch
     torch.manual_seed(0)
     tv = torchvision.models.googlenet(weights=None, aux_logits=True, transform_input=False, init_weights=True)

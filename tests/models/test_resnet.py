@@ -124,7 +124,7 @@ def test_gradcheck_option_a_block():
 
 
 def test_basic_block_against_torch():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     md.manual_seed(0)
     down = nn.Sequential(nn.Conv2d(3, 4, 1, stride=2, bias=False), nn.BatchNorm2d(4))
     ours = randomize_bn(BasicBlock(3, 4, stride=2, downsample=down))
@@ -156,7 +156,7 @@ def test_basic_block_against_torch():
 
 
 def test_same_logits_as_torchvision():
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = pytest.importorskip("torchvision", reason="needs torchvision: pip install -e '.[torchvision]'")
     import torch
     torch.manual_seed(0)
     tv = torchvision.models.resnet18(weights=None)

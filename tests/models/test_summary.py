@@ -161,3 +161,22 @@ def test_cli_summary_options(capsys):
     assert "vgg16_bn" in capsys.readouterr().out
     assert main(["summary", "nosuchnet"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_googlenet_totals_with_and_without_aux_heads():
+    import subprocess
+    import sys
+    m = models.googlenet()
+    s = models.summary(m, (3, 224, 224))
+    aux = sum(h.num_parameters() for h in (m.aux1, m.aux2))
+    assert s.inference_params == s.total_params - aux == 6_998_552   # the paper's count without the heads
+    ev = models.summary(m.eval(), (3, 224, 224))
+    assert s.inference_madds == ev.total_madds < s.total_madds        # eval mode runs exactly the inference net
+    assert [(h.name, h.after) for h in s.aux_heads] == [("aux1", "inception4a"), ("aux2", "inception4d")]
+    proc = subprocess.run([sys.executable, "-m", "minidl.cli", "summary", "googlenet"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "13,378,280 = 6,998,552 inference network + 6,379,728 auxiliary heads" in out
+    assert f"= {s.inference_madds:,}" in out and "logits" in out and "aux1 (auxiliary head on inception4a" in out
+    assert "aux2 (auxiliary head on inception4d" in out

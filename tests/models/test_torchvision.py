@@ -76,7 +76,7 @@ def test_npz_of_a_torchvision_compatible_model(tmp_path):
 
 
 def test_load_torchvision_pth(net, tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     md.manual_seed(3)
     src = models.resnet_cifar(20)
     state = {k: torch.from_numpy(np.array(v)) for k, v in src.state_dict().items()}
@@ -95,13 +95,81 @@ def test_load_torchvision_pth(net, tmp_path):
 
 
 def test_load_state_dict_accepts_torch_tensors(net):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     state = {k: torch.from_numpy(np.array(v)) + 1 for k, v in net.state_dict().items()}
     net.load_state_dict(state)
     np.testing.assert_array_equal(net.conv1.weight.data, state["conv1.weight"].numpy())
 
 
-def test_load_torchvision_without_torch_says_what_to_do(net, tmp_path, monkeypatch):
+def test_load_torchvision_needs_no_torch(net, tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch", reason="writing the .pth needs PyTorch: pip install -e '.[reference]'")
+    md.manual_seed(3)
+    src = models.resnet_cifar(20)
+    torch.save({k: torch.from_numpy(np.array(v)) for k, v in src.state_dict().items()}, tmp_path / "w.pth")
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
-    with pytest.raises(ImportError, match="needs PyTorch"):
-        models.load_torchvision(net, tmp_path / "w.pth")
+    models.load_torchvision(net, tmp_path / "w.pth")
+    for k, v in src.state_dict().items():
+        np.testing.assert_array_equal(net.state_dict()[k], v)
+
+
+# ---- every torchvision architecture: a torch.save'd file read without PyTorch, same logits --------
+
+FAST = ["alexnet_torchvision", "vgg11_bn", "googlenet_torchvision", "resnet18", "resnet50"]
+SLOW = ["vgg11", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "resnet34", "resnet101", "resnet152"]
+
+# Runs in a fresh interpreter where `import torch` fails, so nothing can fall back on PyTorch.
+WITHOUT_TORCH = """
+import json, sys
+sys.modules["torch"] = None
+try:
+    import torch
+    raise SystemExit("torch is importable")
+except ImportError:
+    pass
+import numpy as np
+import minidl as md
+from minidl import models
+for name, pth, x, out in json.loads(sys.argv[1]):
+    kwargs = {"transform_input": True} if name.startswith("googlenet") else {}
+    net = models.load_torchvision(models.get_model(name, **kwargs), pth).eval()
+    with md.no_grad():
+        np.save(out, net(md.tensor(np.load(x))).numpy())
+print("torch" in sys.modules and sys.modules["torch"] is None)
+"""
+
+
+def _same_logits_without_torch(names, tmp_path):
+    import json
+    import subprocess
+    torch = pytest.importorskip("torch", reason="the reference nets need PyTorch: pip install -e '.[reference]'")
+    import torch_reference
+    jobs, refs = [], {}
+    for i, name in enumerate(names):
+        ref = torch_reference.randomize(torch_reference.build(name), seed=i)
+        size = 32 if name.startswith("vgg") else 64
+        x = np.random.default_rng(i).standard_normal((2, 3, size, size)).astype(np.float32)
+        with torch.no_grad():
+            refs[name] = ref(torch.from_numpy(x)).numpy()
+        pth, xf, out = (str(tmp_path / f"{name}.{ext}") for ext in ("pth", "x.npy", "y.npy"))
+        torch.save(ref.state_dict(), pth)
+        del ref
+        np.save(xf, x)
+        jobs.append((name, pth, xf, out))
+    proc = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, json.dumps(jobs)], capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "True"
+    for name, _, _, out in jobs:
+        y, ref = np.load(out), refs[name]
+        assert y.shape == ref.shape == (2, 1000)
+        err = np.abs(y - ref).max() / np.abs(ref).max()
+        assert err <= 1e-4, f"{name}: relative error {err:.2e} against the torch reference"
+
+
+def test_torchvision_files_load_without_torch_same_logits(tmp_path):
+    _same_logits_without_torch(FAST, tmp_path)
+
+
+@pytest.mark.slow  # ~0.5 GB per VGG file, 60M parameters for ResNet-152
+def test_torchvision_files_load_without_torch_same_logits_all(tmp_path):
+    _same_logits_without_torch(SLOW, tmp_path)

@@ -65,7 +65,7 @@ def test_gradcheck_vgg_stage():
 
 
 def test_same_logits_as_torchvision():
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = pytest.importorskip("torchvision", reason="needs torchvision: pip install -e '.[torchvision]'")
     import torch
     torch.manual_seed(0)
     compare_with_torchvision(models.vgg11(), torchvision.models.vgg11(weights=None), (2, 3, 32, 32))

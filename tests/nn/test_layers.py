@@ -38,7 +38,7 @@ def test_conv2d_init_statistics(groups):
 
 
 def test_init_statistics_agree_with_torch():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     torch.manual_seed(0)
     md.manual_seed(0)
     ours, theirs = nn.Conv2d(96, 256, 5, padding=2, groups=2), torch.nn.Conv2d(96, 256, 5, padding=2, groups=2)
@@ -147,7 +147,7 @@ def test_batchnorm_train_updates_buffers_eval_does_not():
 
 
 def test_batchnorm_matches_torch_over_steps_and_loads_its_state():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     rng = np.random.default_rng(1)
     ours, theirs = nn.BatchNorm2d(4), torch.nn.BatchNorm2d(4)
     for step in range(3):

@@ -154,7 +154,7 @@ def test_num_batches_tracked_is_ignored():
 
 
 def test_load_torch_tensors():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[reference]'")
     tl = torch.nn.Linear(3, 2)
     net = nn.Linear(3, 2)
     net.load_state_dict(tl.state_dict())  # torch tensors (with .numpy()) are accepted
