@@ -16,6 +16,8 @@ def build_parser():
     add_train_parser(sub)
     add_eval_parser(sub)
     add_classify_parser(sub)
+    from minidl.assignments.cli import add_parser as add_assignments_parser
+    add_assignments_parser(sub)
     return parser, sub
 
 
