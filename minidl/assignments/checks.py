@@ -14,7 +14,7 @@ import numpy as np
 import minidl as md
 from minidl import functional as F
 from minidl import metrics, nn
-from minidl.assignments.grader import Fail, as_array, central_differences, compare
+from minidl.assignments.grader import Fail, Missing, as_array, central_differences, compare, exception_text
 from minidl.autograd import Tensor
 
 
@@ -64,6 +64,10 @@ def check_op(label, student, reference, arrays, input_names, seed=0, numeric=Tru
                     central_differences(f"gradient of {name}", forward, arrays, i, as_array(t.grad, name), w, rng)
     except Fail as e:
         raise _case_note(e, label) from None
+    except (NotImplementedError, Missing):
+        raise
+    except Exception as e:
+        raise _case_note(Fail(f"exception: {exception_text(e)}"), label) from None
 
 
 def _away_from_zero(rng, shape, low=0.05):
@@ -84,9 +88,9 @@ def _distinct(rng, shape, spikes=()):
 def _overlap_hint(counts):
     """For col2im / pooling backward: 'not summed' when the wrong elements are the ones several windows share."""
     def extra(got, want, bad):
-        if bad.any() and (counts[bad] > 1).all() and np.abs(got[bad]).sum() < np.abs(want[bad]).sum():
-            return ("wrong only where windows overlap, and too small there: the contributions of overlapping "
-                    "windows must be summed (+=, not =)")
+        if bad.any() and (counts[bad] > 1).all():
+            return ("wrong only where windows overlap: the contributions of overlapping windows must be "
+                    "summed (+=, not =)")
         return None
     return extra
 
@@ -184,9 +188,14 @@ def _check_conv_cases(ns, cases, seed):
     rng = _rng(seed)
     for x_shape, w_shape, s, p, g in cases:
         x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+        n, c, h, wd = x_shape
+        kh, kw = w_shape[2:]
+        cols = c * kh * kw, n * ((h + 2 * p - kh) // s + 1) * ((wd + 2 * p - kw) // s + 1)
+        counts = reference_col2im(np.ones(cols), x_shape, kh, kw, s, p)
         check_op(f"x {x_shape}, weight {w_shape}, stride {s}, padding {p}, groups {g}",
                  lambda x, w, b: ns.Conv2d(s, p, g)(x, w, b),
-                 lambda x, w, b: F.conv2d(x, w, b, s, p, g), [x, w, b], ["x", "weight", "bias"], seed=seed)
+                 lambda x, w, b: F.conv2d(x, w, b, s, p, g), [x, w, b], ["x", "weight", "bias"], seed=seed,
+                 hints={"x": _overlap_hint(counts)})
 
 
 def check_conv(ns):
@@ -485,6 +494,10 @@ def check_module(label, student_module, reference_module, x_shape, seed, what, t
                 compare(f"{name} after forward", sbuf[name], v)
     except Fail as e:
         raise _case_note(e, label) from None
+    except (NotImplementedError, Missing):
+        raise
+    except Exception as e:
+        raise _case_note(Fail(f"exception: {exception_text(e)}"), label) from None
 
 
 def check_vgg_block(ns):
@@ -574,7 +587,7 @@ def check_bottleneck(ns):
 # ==== part 7: top-k error ===========================================================================
 def check_topk_error(ns):
     rng = _rng(18)
-    for n, classes, k in ((64, 10, 5), (64, 10, 1), (30, 7, 3), (20, 4, 4)):
+    for n, classes, k in ((30, 7, 3), (64, 10, 5), (64, 10, 1), (20, 4, 4)):
         scores = _distinct(rng, (n, classes))
         # targets often near the k-th place, so off-by-one ranks change the answer
         order = np.argsort(-scores, axis=1)

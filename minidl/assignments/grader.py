@@ -27,6 +27,8 @@ from minidl.autograd import Tensor
 
 VERDICTS = ("PASS", "FAIL", "NOT STARTED", "ERROR")
 _MINIDL_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SHIPPED = (os.path.join(_MINIDL_DIR, "assignments", "solutions") + os.sep,
+            os.path.join(_MINIDL_DIR, "assignments", "starters") + os.sep)  # student code shipped with minidl
 _counter = itertools.count()
 
 
@@ -123,7 +125,8 @@ def _student_frame(tb, path=None):
         mine = [f for f in frames if os.path.abspath(f.filename) == os.path.abspath(path)]
     else:
         mine = [f for f in frames
-                if not os.path.abspath(f.filename).startswith(_MINIDL_DIR + os.sep)
+                if (not os.path.abspath(f.filename).startswith(_MINIDL_DIR + os.sep)
+                    or os.path.abspath(f.filename).startswith(_SHIPPED))
                 and "site-packages" not in f.filename and not f.filename.startswith(sys.prefix)
                 and not f.filename.startswith(getattr(sys, "base_prefix", sys.prefix))]
     if not mine:
@@ -131,6 +134,11 @@ def _student_frame(tb, path=None):
     f = mine[-1]
     where = os.path.basename(f.filename) if os.path.isfile(f.filename) else f.filename
     return f"{where} line {f.lineno}"
+
+
+def exception_text(e, path=None):
+    """'Type: message (file line N)', the line being the innermost one in the student's code."""
+    return _exception_text(e, path)
 
 
 def _exception_text(e, path=None):

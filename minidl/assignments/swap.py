@@ -113,7 +113,9 @@ def swap_layers(model, ns, kinds):
         for name, child in list(m._modules.items()):
             for cls, kind, wrapper in _WRAPPERS:
                 if kind in kinds and type(child) is cls:
-                    setattr(m, name, wrapper(child, ns))
+                    new = wrapper(child, ns)
+                    m._modules[name] = new  # in place: a Sequential runs its children in this dict's order
+                    object.__setattr__(m, name, new)
                     swapped.append(f"{path}.{name}" if path else name)
     return swapped
 
