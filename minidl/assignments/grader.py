@@ -75,7 +75,12 @@ class Names:
         if name not in values:
             raise Missing(f"{self.label} defines no {name!r} (the starter defines it; see "
                           f"`minidl assignments list` for each task's names)")
-        return values[name]
+        value = values[name]
+        module = getattr(value, "__module__", None) or ""
+        if module == "minidl" or module.startswith("minidl."):  # minidl's op or a shipped solution, imported
+            raise Fail(f"{name} is minidl's own ({module}.{getattr(value, '__qualname__', name)}), not yours: "
+                       f"write it in {self.label}")
+        return value
 
 
 def load_file(path):

@@ -272,9 +272,8 @@ def test_printing_pass_from_student_code_does_not_reach_the_output(tmp_path, sol
 
 
 def test_notebook_api_check_and_starter_source(capsys):
-    import importlib
-    sol = importlib.import_module("minidl.assignments.solutions.part1_basics")
-    r = assignments.check("relu", vars(sol))
+    sol = assignments.load_file(os.path.join(assignments.SOLUTIONS, "part1_basics.py"))
+    r = assignments.check("relu", sol.values)
     assert r.passed and r.verdict == "PASS" and r.reason == ""
     assert capsys.readouterr().out.split() == ["relu", "PASS"]
     src = assignments.starter_source("relu")
@@ -292,6 +291,17 @@ def test_notebook_api_check_and_starter_source(capsys):
         assignments.check("nosuch", {})
     r = assignments.check("linear", {}, verbose=False)
     assert r.verdict == "ERROR" and "'Linear'" in r.reason
+
+
+def test_minidls_own_op_or_a_shipped_solution_in_place_of_the_students_fails(tmp_path, solutions):
+    folder = copy_of(solutions, tmp_path)
+    with open(os.path.join(folder, "part1_basics.py"), "a") as f:
+        f.write("\nfrom minidl.functional.activation import ReLU  # noqa\n"
+                "from minidl.assignments.solutions.part1_basics import Linear  # noqa\n")
+    res = {r.task: r for r in assignments.check_dir(folder, ["relu", "linear", "softmax_cross_entropy"])}
+    assert res["relu"].verdict == "FAIL" and "minidl's own" in res["relu"].reason
+    assert res["linear"].verdict == "FAIL" and "solutions" in res["linear"].reason
+    assert res["softmax_cross_entropy"].passed
 
 
 def test_student_layer_used_on_float32_too():
