@@ -454,7 +454,7 @@ def _randomise(m, rng):
             mod.running_mean = 0.3 * rng.standard_normal(mod.running_mean.shape)
             mod.running_var = rng.uniform(0.5, 2.0, mod.running_var.shape)
         elif isinstance(mod, (nn.Conv2d, nn.Linear)):
-            mod.weight.data = rng.standard_normal(mod.weight.shape) * (1.5 / np.sqrt(mod.weight[0].size))
+            mod.weight.data = rng.standard_normal(mod.weight.shape) * (1.5 / np.sqrt(mod.weight.data[0].size))
             if mod.bias is not None:
                 mod.bias.data = 0.3 * rng.standard_normal(mod.bias.shape)
 
