@@ -380,12 +380,18 @@ def _num_classes(state, path):
 
 
 # The subcommands, in the order `minidl --help` lists them: one add_<name>_parser each.
+def add_assignments_parser(sub):
+    from minidl.assignments.cli import add_parser  # the assignment track keeps its command beside its grader
+    add_parser(sub)
+
+
 SUBCOMMANDS = [
     add_summary_parser,
     add_train_parser,
     add_eval_parser,
     add_classify_parser,
     add_weights_parser,
+    add_assignments_parser,
 ]
 
 
