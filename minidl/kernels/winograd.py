@@ -1,0 +1,677 @@
+"""Winograd convolution F(m x m, 3 x 3) for 3x3, stride-1 layers: forward and both gradients.
+
+Side by side: the matrices (derived, not copied), the slow obvious NumPy version (``reference_*``),
+the Numba transforms, the CuPy launcher (CUDA source in ``cuda/winograd.cu``) and the driver that
+both devices share. ``minidl.functional.conv`` calls ``forward`` / ``backward`` when
+``conv2d(..., algorithm="winograd")`` (or "auto") picks this algorithm.
+
+The idea (Winograd 1980; Lavin & Gray 2016). In 1-D, m outputs of a 3-tap correlation,
+y_i = sum_u g_u d_(i+u), need 3m multiplies directly, but only alpha = m + 2 as
+
+    y = A^T [ (G g) * (B^T d) ]          (* elementwise; A^T m x alpha, G alpha x 3, B^T alpha x alpha)
+
+In 2-D, nested: each alpha x alpha input tile d (tiles step by m, overlapping by 2) gives an m x m
+output tile Y = A^T [ (G g G^T) * (B^T d B) ] A. Summed over input channels, the elementwise
+product becomes, for each of the alpha^2 transform points t, one matrix product:
+
+    forward     U[t] = (G w G^T)[t]     (K, C)   filter transform
+                V[t] = (B^T d B)[t]     (C, T)   input transform, T = tiles of the batch
+                M[t] = U[t] @ V[t]      (K, T)   alpha^2 GEMMs (BLAS / cuBLAS, batched)
+                y    = A^T M A          per tile, cropped to (oh, ow), plus the bias
+
+The gradients come from the same identity read the other way (its bilinear form
+<gy, y> = sum_t (A gy A^T)[t] * U[t] * V[t] is linear in each of gy, w and d):
+
+    backward    Q[t]  = (A gy A^T)[t]   (K, T)   gy transform (gy tile zero past the output edge)
+                gx    = B (U[t]^T @ Q[t]) B^T    per tile, overlapping tiles summed, padding dropped
+                gw    = G^T (sum over tiles Q[t] @ V[t]^T) G
+
+So backward needs no new matrices and no flipped weights: the input gradient is the adjoint of
+the forward tile map (the equivalent "3x3 conv of gy padded by 2-p with the flipped, transposed
+weights" is what the tests compare it against, through im2col), and the weight gradient is a
+correlation of d with gy tiles, F(3x3, m x m) in Toom-Cook terms, computed with forward's B^T.
+
+Multiplies per output in the GEMMs: 9 directly, alpha^2/m^2 = 4 for F(2,3), 2.25 for F(4,3).
+Accuracy (float32, relative to the largest output): about 3e-7 for F(2,3), as im2col, and
+about 7e-6 for F(4,3): its points +-2 make A^T's entries up to 8 and G's down to 1/24. Both stay
+within the 1e-4 that ``auto`` promises; the tests and lesson 03 measure it.
+
+Layouts: V (alpha^2, C, T), M and Q (alpha^2, K, T), U (alpha^2, K, C/groups); tile index
+q = (n*th + ty)*tw + tx with th = ceil(oh/m), tw = ceil(ow/m). With groups, the channel axes
+split into (groups, per-group) and the GEMMs batch over (t, group).
+"""
+import functools
+import math
+import os
+import threading
+from fractions import Fraction
+
+import numba
+import numpy as np
+
+# ==== the matrices, derived by Toom-Cook from interpolation points ====================================
+# Points 0, +-1 (F(2,3)) and 0, +-1, +-2 (F(4,3)), plus the point at infinity: integers keep the
+# transforms exact in binary for the small values, and these are Lavin & Gray's choice. (0, +-1,
+# 1/2, -2 measured about 3x smaller errors for F(4,3) but needs B^T entries up to 32.)
+POINTS = {2: (0, 1, -1), 4: (0, 1, -1, 2, -2)}
+TILES = tuple(POINTS)  # the m this module implements
+
+
+def _evaluation(points, n):
+    """(len(points)+1, n): row j evaluates a degree n-1 polynomial at points[j]; the last row takes its leading coefficient."""
+    return [[Fraction(p) ** k for k in range(n)] for p in points] + [[Fraction(int(k == n - 1)) for k in range(n)]]
+
+
+def _inverse(a):
+    """Exact inverse of a square matrix of Fractions (Gauss-Jordan)."""
+    n = len(a)
+    rows = [list(r) + [Fraction(int(i == j)) for j in range(n)] for i, r in enumerate(a)]
+    for c in range(n):
+        p = next(i for i in range(c, n) if rows[i][c] != 0)
+        rows[c], rows[p] = rows[p], rows[c]
+        rows[c] = [v / rows[c][c] for v in rows[c]]
+        for i in range(n):
+            if i != c and rows[i][c] != 0:
+                f = rows[i][c]
+                rows[i] = [vi - f * vc for vi, vc in zip(rows[i], rows[c])]
+    return [r[n:] for r in rows]
+
+
+@functools.lru_cache(maxsize=None)
+def matrices(m, r=3, points=None):
+    """Exact (A^T, G, B^T) of F(m, r) as lists of Fractions: y = A^T [(G g) * (B^T d)].
+
+    Linear convolution s = g * h is s = V^-1 [(V_r g) * (V_m h)] (evaluate both polynomials at
+    the points, multiply, interpolate back). Correlation is its transpose: y = V_m^T [(V_r g) *
+    (V^-T d)], so A^T = V_m^T, G = V_r, B^T = V^-T. Row j of B^T is then scaled to integers and row
+    j of G divided by the same factor (their product is unchanged).
+    """
+    points = POINTS[m] if points is None else points
+    alpha = m + r - 1
+    if len(points) != alpha - 1:
+        raise ValueError(f"winograd.matrices: F({m}, {r}) needs {alpha - 1} finite points, got {len(points)}")
+    vm, vr, va = _evaluation(points, m), _evaluation(points, r), _evaluation(points, alpha)
+    inv = _inverse(va)
+    bt = [[inv[j][i] for j in range(alpha)] for i in range(alpha)]
+    at = [[vm[j][i] for j in range(alpha)] for i in range(m)]
+    g = [list(row) for row in vr]
+    for j in range(alpha):
+        scale = math.lcm(*[v.denominator for v in bt[j]])
+        bt[j] = [v * scale for v in bt[j]]
+        g[j] = [v / scale for v in g[j]]
+    return at, g, bt
+
+
+def float_matrices(m, dtype=np.float64):
+    """(A^T, G, B^T) of F(m, 3) as arrays of ``dtype``."""
+    return tuple(np.array([[float(v) for v in row] for row in a], dtype=dtype) for a in matrices(m))
+
+
+# ==== geometry and the choice of algorithm ==========================================================
+def tiles(oh, ow, m):
+    """(th, tw): m x m output tiles covering an oh x ow output."""
+    return -(-oh // m), -(-ow // m)
+
+
+def unsupported(x_shape, w_shape, stride, dtype=None):
+    """Why Winograd cannot run this convolution (a sentence), or None when it can."""
+    if tuple(w_shape[2:]) != (3, 3):
+        return f"kernel {w_shape[2]}x{w_shape[3]} (Winograd here is F(m x m, 3 x 3): 3x3 kernels only)"
+    if tuple(stride) != (1, 1):
+        return f"stride {tuple(stride)} (Winograd tiles need stride 1)"
+    if dtype is not None and np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        return f"dtype {np.dtype(dtype)} (float32 or float64 only)"
+    return None
+
+
+def best_tile(oh, ow):
+    """The m (2 or 4) with the fewest GEMM multiplies, alpha^2 * tiles, for an oh x ow output.
+
+    F(4,3) wins except on outputs so small that its partly empty tiles cost more (2x2, 3x3...).
+    """
+    return min(TILES, key=lambda m: ((m + 2) ** 2 * math.prod(tiles(oh, ow, m)), -m))
+
+
+# The ``auto`` rule, from benchmarks/cpu.py --rows winograd-sweep (RESULTS.md, CPU section): Winograd
+# beat im2col on this 2-core machine once both channel counts were >= 16 and the output had >= 64
+# pixels; below that the transforms cost more than the multiplies they save. float64 keeps
+# im2col: auto promises float64 results unchanged.
+AUTO_MIN_CHANNELS = 16
+AUTO_MIN_PIXELS = 64
+
+
+def auto_choice(x_shape, w_shape, stride, padding, groups, dtype):
+    """The m (2 or 4) that ``algorithm="auto"`` runs with Winograd, or None for im2col."""
+    if np.dtype(dtype) != np.float32 or unsupported(x_shape, w_shape, stride, dtype):
+        return None
+    (ph, pw), (H, W) = padding, x_shape[2:]
+    oh, ow = H + 2 * ph - 2, W + 2 * pw - 2
+    if min(x_shape[1] // groups, w_shape[0] // groups) < AUTO_MIN_CHANNELS or oh * ow < AUTO_MIN_PIXELS:
+        return None
+    return best_tile(oh, ow)
+
+
+# ==== reference: the obvious NumPy version, one tile position at a time ==============================
+def _ref_tiles(x, ph, pw, th, tw, m):
+    """(N, C, th, tw, alpha, alpha): every input tile, zeros outside x."""
+    N, C, H, W = x.shape
+    a = m + 2
+    padded = np.zeros((N, C, th * m + 2, tw * m + 2), dtype=x.dtype)
+    h1, w1 = min(H, th * m + 2 - ph), min(W, tw * m + 2 - pw)  # padding past the last tile is never read
+    padded[:, :, ph:ph + h1, pw:pw + w1] = x[:, :, :h1, :w1]
+    d = np.empty((N, C, th, tw, a, a), dtype=x.dtype)
+    for ty in range(th):
+        for tx in range(tw):
+            d[:, :, ty, tx] = padded[:, :, ty * m:ty * m + a, tx * m:tx * m + a]
+    return d
+
+
+def reference_forward(x, w, b, ph, pw, m, groups=1):
+    """x (N, C, H, W) * w (K, C/groups, 3, 3) + b (K,) or None -> (N, K, oh, ow), stride 1."""
+    at, g, bt = float_matrices(m, x.dtype)
+    N, C, H, W = x.shape
+    K, G = w.shape[0], groups
+    oh, ow = H + 2 * ph - 2, W + 2 * pw - 2
+    th, tw = tiles(oh, ow, m)
+    d = _ref_tiles(x, ph, pw, th, tw, m)
+    v = bt @ d @ bt.T                                    # (N, C, th, tw, a, a)
+    u = g @ w @ g.T                                      # (K, C/G, a, a)
+    y = np.empty((N, K, th * m, tw * m), dtype=x.dtype)
+    for ty in range(th):
+        for tx in range(tw):
+            for gi in range(G):
+                ks, cs = slice(gi * K // G, (gi + 1) * K // G), slice(gi * C // G, (gi + 1) * C // G)
+                mm = np.einsum("kcab,ncab->nkab", u[ks], v[:, cs, ty, tx])   # summed over channels
+                y[:, ks, ty * m:(ty + 1) * m, tx * m:(tx + 1) * m] = at @ mm @ at.T
+    y = y[:, :, :oh, :ow]
+    return y + b.reshape(1, K, 1, 1) if b is not None else np.ascontiguousarray(y)
+
+
+def reference_backward(x, w, gy, ph, pw, m, groups=1):
+    """(gx, gw, gb) of reference_forward for the output gradient gy (N, K, oh, ow)."""
+    at, g, bt = float_matrices(m, x.dtype)
+    N, C, H, W = x.shape
+    K, G, a = w.shape[0], groups, m + 2
+    oh, ow = gy.shape[2:]
+    th, tw = tiles(oh, ow, m)
+    v = bt @ _ref_tiles(x, ph, pw, th, tw, m) @ bt.T
+    u = g @ w @ g.T
+    gyp = np.zeros((N, K, th * m, tw * m), dtype=gy.dtype)
+    gyp[:, :, :oh, :ow] = gy
+    gxp = np.zeros((N, C, th * m + 2, tw * m + 2), dtype=x.dtype)   # x padded as _ref_tiles does
+    mw = np.zeros((K, C // G, a, a), dtype=x.dtype)
+    for ty in range(th):
+        for tx in range(tw):
+            q = at.T @ gyp[:, :, ty * m:(ty + 1) * m, tx * m:(tx + 1) * m] @ at   # A gy A^T, (N, K, a, a)
+            for gi in range(G):
+                ks, cs = slice(gi * K // G, (gi + 1) * K // G), slice(gi * C // G, (gi + 1) * C // G)
+                z = np.einsum("kcab,nkab->ncab", u[ks], q[:, ks])
+                gxp[:, cs, ty * m:ty * m + a, tx * m:tx * m + a] += bt.T @ z @ bt
+                mw[ks] += np.einsum("nkab,ncab->kcab", q[:, ks], v[:, cs, ty, tx])
+    h1, w1 = min(H, th * m + 2 - ph), min(W, tw * m + 2 - pw)
+    gx = np.zeros(x.shape, dtype=x.dtype)
+    gx[:, :, :h1, :w1] = gxp[:, :, ph:ph + h1, pw:pw + w1]
+    return gx, g.T @ mw @ g, gy.sum(axis=(0, 2, 3))
+
+
+# ==== Numba kernels: the four tile transforms =========================================================
+# Each 1-D transform reads row r of ``src`` and writes its result as column r of ``dst``; applied
+# twice (src -> tmp -> out) that is the 2-D transform L X R^T (see the derivation in _tile2d).
+# They are B^T, A^T, A and B of the matrices above with the zeros and ones written out (the tests
+# check them against ``matrices``); the transforms cost about as much as the GEMMs they feed, so
+# generic 6x6 products were not an option.
+
+@numba.njit(cache=True, inline="always")
+def _bt_row(m, s, r, d):
+    """d[:, r] = B^T s[r, :] (alpha values)."""
+    if m == 2:
+        s0, s1, s2, s3 = s[r, 0], s[r, 1], s[r, 2], s[r, 3]
+        d[0, r] = s0 - s2
+        d[1, r] = s1 + s2
+        d[2, r] = s2 - s1
+        d[3, r] = s3 - s1
+    else:
+        s0, s1, s2, s3, s4, s5 = s[r, 0], s[r, 1], s[r, 2], s[r, 3], s[r, 4], s[r, 5]
+        d[0, r] = 4 * s0 - 5 * s2 + s4
+        d[1, r] = 4 * (s1 + s2) - s3 - s4
+        d[2, r] = 4 * (s2 - s1) + s3 - s4
+        d[3, r] = 2 * (s3 - s1) + s4 - s2
+        d[4, r] = 2 * (s1 - s3) + s4 - s2
+        d[5, r] = 4 * s1 - 5 * s3 + s5
+
+
+@numba.njit(cache=True, inline="always")
+def _b_row(m, s, r, d):
+    """d[:, r] = B s[r, :] (alpha values), the transpose of _bt_row."""
+    if m == 2:
+        s0, s1, s2, s3 = s[r, 0], s[r, 1], s[r, 2], s[r, 3]
+        d[0, r] = s0
+        d[1, r] = s1 - s2 - s3
+        d[2, r] = s1 + s2 - s0
+        d[3, r] = s3
+    else:
+        s0, s1, s2, s3, s4, s5 = s[r, 0], s[r, 1], s[r, 2], s[r, 3], s[r, 4], s[r, 5]
+        d[0, r] = 4 * s0
+        d[1, r] = 4 * (s1 - s2 + s5) + 2 * (s4 - s3)
+        d[2, r] = 4 * (s1 + s2) - 5 * s0 - s3 - s4
+        d[3, r] = s2 - s1 + 2 * (s3 - s4) - 5 * s5
+        d[4, r] = s0 - s1 - s2 + s3 + s4
+        d[5, r] = s5
+
+
+@numba.njit(cache=True, inline="always")
+def _at_row(m, s, r, d):
+    """d[:, r] = A^T s[r, :] (alpha values in, m out)."""
+    if m == 2:
+        s0, s1, s2, s3 = s[r, 0], s[r, 1], s[r, 2], s[r, 3]
+        d[0, r] = s0 + s1 + s2
+        d[1, r] = s1 - s2 + s3
+    else:
+        s0, s1, s2, s3, s4, s5 = s[r, 0], s[r, 1], s[r, 2], s[r, 3], s[r, 4], s[r, 5]
+        p1, m1, p2, m2 = s1 + s2, s1 - s2, s3 + s4, s3 - s4
+        d[0, r] = s0 + p1 + p2
+        d[1, r] = m1 + 2 * m2
+        d[2, r] = p1 + 4 * p2
+        d[3, r] = m1 + 8 * m2 + s5
+
+
+@numba.njit(cache=True, inline="always")
+def _a_row(m, s, r, d):
+    """d[:, r] = A s[r, :] (m values in, alpha out), the transpose of _at_row."""
+    if m == 2:
+        s0, s1 = s[r, 0], s[r, 1]
+        d[0, r] = s0
+        d[1, r] = s0 + s1
+        d[2, r] = s0 - s1
+        d[3, r] = s1
+    else:
+        s0, s1, s2, s3 = s[r, 0], s[r, 1], s[r, 2], s[r, 3]
+        e, o = s0 + s2, s1 + s3
+        e4, o2 = s0 + 4 * s2, 2 * s1 + 8 * s3
+        d[0, r] = s0
+        d[1, r] = e + o
+        d[2, r] = e - o
+        d[3, r] = e4 + o2
+        d[4, r] = e4 - o2
+        d[5, r] = s3
+
+
+@numba.njit(cache=True, inline="always")
+def _tile2d(kind, m, src, tmp, out):
+    """out = L src R^T for the transform ``kind`` (0: B^T.B, 1: A^T.A, 2: A.A^T, 3: B.B^T).
+
+    Pass 1 writes L applied to each row r of src as column r of tmp: tmp[j, r] = (L src[r])_j.
+    Pass 2 does the same to tmp: out[i, j] = sum_r L[i, r] tmp[j, r] = (L src L^T)[i, j].
+    """
+    for r in range(src.shape[0]):
+        if kind == 0:
+            _bt_row(m, src, r, tmp)
+        elif kind == 1:
+            _at_row(m, src, r, tmp)
+        elif kind == 2:
+            _a_row(m, src, r, tmp)
+        else:
+            _b_row(m, src, r, tmp)
+    for r in range(tmp.shape[0]):
+        if kind == 0:
+            _bt_row(m, tmp, r, out)
+        elif kind == 1:
+            _at_row(m, tmp, r, out)
+        elif kind == 2:
+            _a_row(m, tmp, r, out)
+        else:
+            _b_row(m, tmp, r, out)
+
+
+@numba.njit(cache=True, inline="always")
+def _input_plane(x, p, ph, pw, th, tw, m, v):
+    """V[:, c, q] = B^T d B for every tile of plane p = n*C + c of x."""
+    N, C, H, W = x.shape
+    a = m + 2
+    n, c = p // C, p % C
+    d = np.empty((a, a), dtype=v.dtype)
+    tmp = np.empty((a, a), dtype=v.dtype)
+    out = np.empty((a, a), dtype=v.dtype)
+    plane = x[n, c]
+    for ty in range(th):
+        h0 = ty * m - ph
+        for tx in range(tw):
+            w0 = tx * m - pw
+            if h0 >= 0 and w0 >= 0 and h0 + a <= H and w0 + a <= W:
+                for i in range(a):
+                    for j in range(a):
+                        d[i, j] = plane[h0 + i, w0 + j]
+            else:
+                for i in range(a):
+                    h = h0 + i
+                    for j in range(a):
+                        w = w0 + j
+                        d[i, j] = plane[h, w] if 0 <= h < H and 0 <= w < W else 0
+            _tile2d(0, m, d, tmp, out)
+            q = (n * th + ty) * tw + tx
+            for i in range(a):
+                for j in range(a):
+                    v[i * a + j, c, q] = out[i, j]
+
+
+@numba.njit(cache=True, inline="always")
+def _output_plane(mm, b, p, th, tw, m, y):
+    """y[n, k] = A^T M A per tile, cropped, plus b[k], for plane p = n*K + k."""
+    N, K, oh, ow = y.shape
+    a = m + 2
+    n, k = p // K, p % K
+    src = np.empty((a, a), dtype=mm.dtype)
+    tmp = np.empty((m, a), dtype=mm.dtype)
+    out = np.empty((m, m), dtype=mm.dtype)
+    bias = b[k] if b.shape[0] > 0 else 0
+    for ty in range(th):
+        for tx in range(tw):
+            q = (n * th + ty) * tw + tx
+            for i in range(a):
+                for j in range(a):
+                    src[i, j] = mm[i * a + j, k, q]
+            _tile2d(1, m, src, tmp, out)
+            for i in range(min(m, oh - ty * m)):
+                for j in range(min(m, ow - tx * m)):
+                    y[n, k, ty * m + i, tx * m + j] = out[i, j] + bias
+
+
+@numba.njit(cache=True, inline="always")
+def _grad_output_plane(gy, p, th, tw, m, qq):
+    """Q[:, k, q] = A gy A^T per tile (gy zero past the output edge), for plane p = n*K + k."""
+    N, K, oh, ow = gy.shape
+    a = m + 2
+    n, k = p // K, p % K
+    src = np.empty((m, m), dtype=qq.dtype)
+    tmp = np.empty((a, m), dtype=qq.dtype)
+    out = np.empty((a, a), dtype=qq.dtype)
+    for ty in range(th):
+        for tx in range(tw):
+            for i in range(m):
+                for j in range(m):
+                    y, x = ty * m + i, tx * m + j
+                    src[i, j] = gy[n, k, y, x] if y < oh and x < ow else 0
+            _tile2d(2, m, src, tmp, out)
+            q = (n * th + ty) * tw + tx
+            for i in range(a):
+                for j in range(a):
+                    qq[i * a + j, k, q] = out[i, j]
+
+
+@numba.njit(cache=True, inline="always")
+def _grad_input_plane(z, p, ph, pw, th, tw, m, gx):
+    """gx[n, c] = sum over tiles of B Z B^T at the tile's place (padding dropped), plane p = n*C + c."""
+    N, C, H, W = gx.shape
+    a = m + 2
+    n, c = p // C, p % C
+    src = np.empty((a, a), dtype=z.dtype)
+    tmp = np.empty((a, a), dtype=z.dtype)
+    out = np.empty((a, a), dtype=z.dtype)
+    plane = gx[n, c]
+    plane[:, :] = 0
+    for ty in range(th):
+        h0 = ty * m - ph
+        for tx in range(tw):
+            w0 = tx * m - pw
+            q = (n * th + ty) * tw + tx
+            for i in range(a):
+                for j in range(a):
+                    src[i, j] = z[i * a + j, c, q]
+            _tile2d(3, m, src, tmp, out)
+            for i in range(max(0, -h0), min(a, H - h0)):
+                for j in range(max(0, -w0), min(a, W - w0)):
+                    plane[h0 + i, w0 + j] += out[i, j]
+
+
+# One plane per thread (numba.prange): planes never share outputs, so no atomics. Small calls run
+# serially: waking the thread pool costs more than they do (as in cpu.py).
+@numba.njit(cache=True, parallel=True)
+def _input_par(x, ph, pw, th, tw, m, v):
+    for p in numba.prange(x.shape[0] * x.shape[1]):
+        _input_plane(x, p, ph, pw, th, tw, m, v)
+
+
+@numba.njit(cache=True)
+def _input_ser(x, ph, pw, th, tw, m, v):
+    for p in range(x.shape[0] * x.shape[1]):
+        _input_plane(x, p, ph, pw, th, tw, m, v)
+
+
+@numba.njit(cache=True, parallel=True)
+def _output_par(mm, b, th, tw, m, y):
+    for p in numba.prange(y.shape[0] * y.shape[1]):
+        _output_plane(mm, b, p, th, tw, m, y)
+
+
+@numba.njit(cache=True)
+def _output_ser(mm, b, th, tw, m, y):
+    for p in range(y.shape[0] * y.shape[1]):
+        _output_plane(mm, b, p, th, tw, m, y)
+
+
+@numba.njit(cache=True, parallel=True)
+def _grad_output_par(gy, th, tw, m, qq):
+    for p in numba.prange(gy.shape[0] * gy.shape[1]):
+        _grad_output_plane(gy, p, th, tw, m, qq)
+
+
+@numba.njit(cache=True)
+def _grad_output_ser(gy, th, tw, m, qq):
+    for p in range(gy.shape[0] * gy.shape[1]):
+        _grad_output_plane(gy, p, th, tw, m, qq)
+
+
+@numba.njit(cache=True, parallel=True)
+def _grad_input_par(z, ph, pw, th, tw, m, gx):
+    for p in numba.prange(gx.shape[0] * gx.shape[1]):
+        _grad_input_plane(z, p, ph, pw, th, tw, m, gx)
+
+
+@numba.njit(cache=True)
+def _grad_input_ser(z, ph, pw, th, tw, m, gx):
+    for p in range(gx.shape[0] * gx.shape[1]):
+        _grad_input_plane(z, p, ph, pw, th, tw, m, gx)
+
+
+PARALLEL_MIN_SIZE = 1 << 16
+
+
+class _CpuTransforms:
+    """The four tile transforms on NumPy arrays (Numba); outputs are written into the given arrays."""
+
+    xp = np
+
+    @staticmethod
+    def input(x, ph, pw, th, tw, m, v):
+        (_input_par if v.size >= PARALLEL_MIN_SIZE else _input_ser)(x, ph, pw, th, tw, m, v)
+
+    @staticmethod
+    def output(mm, b, th, tw, m, y):
+        b = np.empty(0, dtype=y.dtype) if b is None else np.ascontiguousarray(b)
+        (_output_par if mm.size >= PARALLEL_MIN_SIZE else _output_ser)(mm, b, th, tw, m, y)
+
+    @staticmethod
+    def grad_output(gy, th, tw, m, qq):
+        (_grad_output_par if qq.size >= PARALLEL_MIN_SIZE else _grad_output_ser)(gy, th, tw, m, qq)
+
+    @staticmethod
+    def grad_input(z, ph, pw, th, tw, m, gx):
+        (_grad_input_par if z.size >= PARALLEL_MIN_SIZE else _grad_input_ser)(z, ph, pw, th, tw, m, gx)
+
+
+# ==== CuPy launcher: the same four transforms as CUDA kernels (cuda/winograd.cu) =====================
+CUDA_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda", "winograd.cu")
+CUDA_KERNELS = ("wg_input_kernel", "wg_output_kernel", "wg_grad_output_kernel", "wg_grad_input_kernel")
+_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+_THREADS = 256
+_MAX_BLOCKS = 1 << 20  # grid-stride loops cover the rest
+
+
+class _GpuTransforms:
+    """The four transforms on CuPy arrays: one thread per (plane, tile), grid-stride loops."""
+
+    def __init__(self, cp):
+        self.xp = cp
+        self._module = None
+        self._kernels = {}
+
+    def _kernel(self, name, m, dtype):
+        key = (name, m, np.dtype(dtype))
+        if key not in self._kernels:
+            if self._module is None:
+                with open(CUDA_SOURCE) as f:
+                    source = f.read()
+                names = [f"{k}<{t}, {mm}>" for k in CUDA_KERNELS for t in _CTYPES.values() for mm in TILES]
+                self._module = self.xp.RawModule(code=source, options=("--std=c++14",), name_expressions=names)
+            self._kernels[key] = self._module.get_function(f"{name}<{_CTYPES[np.dtype(dtype)]}, {m}>")
+        return self._kernels[key]
+
+    def _launch(self, name, m, dtype, total, args):
+        if total > 0:
+            blocks = int(min((total + _THREADS - 1) // _THREADS, _MAX_BLOCKS))
+            self._kernel(name, m, dtype)((blocks, 1, 1), (_THREADS, 1, 1), args)
+
+    def input(self, x, ph, pw, th, tw, m, v):
+        N, C, H, W = x.shape
+        total = N * C * th * tw
+        self._launch("wg_input_kernel", m, x.dtype, total,
+                     (x, v, np.int64(total)) + tuple(np.int32(a) for a in (C, H, W, ph, pw, th, tw)))
+
+    def output(self, mm, b, th, tw, m, y):
+        N, K, oh, ow = y.shape
+        total = N * K * th * tw
+        bias = self.xp.zeros(1, dtype=y.dtype) if b is None else self.xp.ascontiguousarray(b)
+        self._launch("wg_output_kernel", m, y.dtype, total,
+                     (mm, bias, y, np.int64(total), np.int32(b is not None))
+                     + tuple(np.int32(a) for a in (K, oh, ow, th, tw)))
+
+    def grad_output(self, gy, th, tw, m, qq):
+        N, K, oh, ow = gy.shape
+        total = N * K * th * tw
+        self._launch("wg_grad_output_kernel", m, gy.dtype, total,
+                     (gy, qq, np.int64(total)) + tuple(np.int32(a) for a in (K, oh, ow, th, tw)))
+
+    def grad_input(self, z, ph, pw, th, tw, m, gx):
+        # a gather: one thread per (plane, m x m block of gx) sums the up to four tiles covering it
+        N, C, H, W = gx.shape
+        bh, bw = -(-(H + ph) // m), -(-(W + pw) // m)
+        total = N * C * bh * bw
+        self._launch("wg_grad_input_kernel", m, gx.dtype, total,
+                     (z, gx, np.int64(total)) + tuple(np.int32(a) for a in (C, H, W, ph, pw, th, tw, bh, bw)))
+
+
+@functools.lru_cache(maxsize=None)
+def _gpu_transforms(cp):
+    return _GpuTransforms(cp)
+
+
+def _transforms(x):
+    if type(x).__module__.startswith("cupy"):
+        import cupy
+        return _gpu_transforms(cupy)
+    return _CpuTransforms
+
+
+# ==== the driver, the same on both devices ============================================================
+CHUNK_BYTES = 256 * 2 ** 20      # bound on the transform arrays of one chunk of the batch (CPU)
+GPU_CHUNK_BYTES = 2 * 2 ** 30
+_local = threading.local()
+
+
+def _buffer(xp, name, shape, dtype):
+    """An uninitialised array of ``shape``; on the CPU a view of a buffer kept per thread and name.
+
+    Reusing them saves re-faulting 100 MB temporaries at every call (see conv.py's _scratch); the
+    view is valid until the next call asking for the same name.
+    """
+    if xp is not np:
+        return xp.empty(shape, dtype=dtype)
+    bufs = _local.__dict__.setdefault("buffers", {})
+    size, key = math.prod(shape), (name, np.dtype(dtype))
+    if key not in bufs or bufs[key].size < size:
+        bufs.pop(key, None)
+        bufs[key] = np.empty(size, dtype=dtype)
+    return bufs[key][:size].reshape(shape)
+
+
+def release_buffers():
+    """Free this thread's reused Winograd buffers."""
+    _local.__dict__.pop("buffers", None)
+
+
+def _chunks(n, bytes_per_sample, xp):
+    limit = CHUNK_BYTES if xp is np else GPU_CHUNK_BYTES
+    step = max(1, min(n, limit // max(1, bytes_per_sample)))
+    return [(s, min(s + step, n)) for s in range(0, n, step)]
+
+
+def _filter_transform(xp, w, m):
+    """U (alpha^2, K, C/groups) = G w G^T at each transform point."""
+    _, g, _ = float_matrices(m, w.dtype)
+    g = xp.asarray(g)
+    K, Cg = w.shape[:2]
+    u = xp.matmul(xp.matmul(g, w), g.T)                 # (K, Cg, a, a)
+    return xp.ascontiguousarray(u.reshape(K, Cg, -1).transpose(2, 0, 1))
+
+
+def forward(x, w, b, padding, groups=1, m=4):
+    """x (N, C, H, W) * w (K, C/groups, 3, 3) + b (K,) or None -> y (N, K, oh, ow), stride 1.
+
+    padding: (ph, pw); m: the output tile, 2 for F(2x2, 3x3) or 4 for F(4x4, 3x3).
+    """
+    tf = _transforms(x)
+    xp = tf.xp
+    ph, pw = padding
+    N, C, H, W = x.shape
+    K, G, a2 = w.shape[0], groups, (m + 2) ** 2
+    oh, ow = H + 2 * ph - 2, W + 2 * pw - 2
+    th, tw = tiles(oh, ow, m)
+    x = xp.ascontiguousarray(x)
+    u = _filter_transform(xp, w, m).reshape(a2, G, K // G, C // G)
+    y = xp.empty((N, K, oh, ow), dtype=x.dtype)
+    for n0, n1 in _chunks(N, a2 * (C + K) * th * tw * x.itemsize, xp):
+        t = (n1 - n0) * th * tw
+        v = _buffer(xp, "v", (a2, C, t), x.dtype)
+        tf.input(x[n0:n1], ph, pw, th, tw, m, v)
+        mm = _buffer(xp, "m", (a2, K, t), x.dtype)
+        xp.matmul(u, v.reshape(a2, G, C // G, t), out=mm.reshape(a2, G, K // G, t))
+        tf.output(mm, b, th, tw, m, y[n0:n1])
+    return y
+
+
+def backward(x, w, gy, padding, groups=1, m=4, need_gx=True, need_gw=True, need_gb=True):
+    """(gx, gw, gb) of ``forward`` for gy (N, K, oh, ow); None for those not needed."""
+    tf = _transforms(gy)
+    xp = tf.xp
+    ph, pw = padding
+    N, C, H, W = x.shape
+    K, G, a2 = w.shape[0], groups, (m + 2) ** 2
+    Kg, Cg = K // G, C // G
+    oh, ow = gy.shape[2:]
+    th, tw = tiles(oh, ow, m)
+    x, gy = xp.ascontiguousarray(x), xp.ascontiguousarray(gy)
+    u = _filter_transform(xp, w, m).reshape(a2, G, Kg, Cg) if need_gx else None
+    gx = xp.empty(x.shape, dtype=x.dtype) if need_gx else None
+    mw = xp.zeros((a2, G, Kg, Cg), dtype=x.dtype) if need_gw else None
+    if need_gx or need_gw:
+        for n0, n1 in _chunks(N, a2 * (2 * C + K) * th * tw * x.itemsize, xp):
+            t = (n1 - n0) * th * tw
+            qq = _buffer(xp, "m", (a2, K, t), x.dtype)
+            tf.grad_output(gy[n0:n1], th, tw, m, qq)
+            q4 = qq.reshape(a2, G, Kg, t)
+            if need_gw:
+                v = _buffer(xp, "v", (a2, C, t), x.dtype)   # recomputed: cheaper than keeping V alive
+                tf.input(x[n0:n1], ph, pw, th, tw, m, v)
+                mw += xp.matmul(q4, v.reshape(a2, G, Cg, t).transpose(0, 1, 3, 2))
+            if need_gx:
+                z = _buffer(xp, "z", (a2, C, t), x.dtype)
+                xp.matmul(u.transpose(0, 1, 3, 2), q4, out=z.reshape(a2, G, Cg, t))
+                tf.grad_input(z, ph, pw, th, tw, m, gx[n0:n1])
+    gw = None
+    if need_gw:
+        _, g, _ = float_matrices(m, x.dtype)
+        g = xp.asarray(g)
+        mw = mw.reshape(m + 2, m + 2, K, Cg).transpose(2, 3, 0, 1)
+        gw = xp.ascontiguousarray(xp.matmul(xp.matmul(g.T, mw), g))
+    gb = gy.sum(axis=(0, 2, 3)) if need_gb else None
+    return gx, gw, gb
