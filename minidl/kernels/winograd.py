@@ -138,6 +138,9 @@ def best_tile(oh, ow):
 # im2col: auto promises float64 results unchanged.
 AUTO_MIN_CHANNELS = 16
 AUTO_MIN_PIXELS = 64
+# On the GPU "auto" keeps im2col until a lent GPU has measured the CUDA transforms (benchmarks/gpu.py
+# compares algorithm="winograd" with "im2col" on VGG16); none was lent when they were written.
+AUTO_ON_GPU = False
 
 
 def auto_choice(x_shape, w_shape, stride, padding, groups, dtype):
@@ -675,3 +678,24 @@ def backward(x, w, gy, padding, groups=1, m=4, need_gx=True, need_gw=True, need_
         gw = xp.ascontiguousarray(xp.matmul(xp.matmul(g.T, mw), g))
     gb = gy.sum(axis=(0, 2, 3)) if need_gb else None
     return gx, gw, gb
+
+
+ALGORITHMS = ("auto", "im2col", "winograd")
+
+
+def choose(algorithm, x_shape, w_shape, stride, padding, groups, dtype, gpu=False):
+    """The tile m for conv2d's ``algorithm`` on this layer shape, or None for im2col.
+
+    "winograd" on a shape it cannot run raises ValueError naming the reason; "auto" falls back.
+    """
+    if algorithm == "auto":
+        return auto_choice(x_shape, w_shape, stride, padding, groups, dtype) if AUTO_ON_GPU or not gpu else None
+    if algorithm == "im2col":
+        return None
+    if algorithm == "winograd":
+        reason = unsupported(x_shape, w_shape, stride, dtype)
+        if reason:
+            raise ValueError(f"conv2d: algorithm='winograd' cannot run this convolution: {reason}; "
+                             f"use algorithm='im2col' or 'auto'")
+        return best_tile(x_shape[2] + 2 * padding[0] - 2, x_shape[3] + 2 * padding[1] - 2)
+    raise ValueError(f"conv2d: algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
