@@ -127,9 +127,10 @@ def unsupported(x_shape, w_shape, stride, dtype=None):
 def best_tile(oh, ow):
     """The m (2 or 4) with the fewest GEMM multiplies, alpha^2 * tiles, for an oh x ow output.
 
-    F(4,3) wins except on outputs so small that its partly empty tiles cost more (2x2, 3x3...).
+    F(4,3) wins except where its partly empty tiles cost more (2x2, 6x6...); ties go to F(2,3),
+    the more accurate.
     """
-    return min(TILES, key=lambda m: ((m + 2) ** 2 * math.prod(tiles(oh, ow, m)), -m))
+    return min(TILES, key=lambda m: ((m + 2) ** 2 * math.prod(tiles(oh, ow, m)), m))
 
 
 # The ``auto`` rule, from benchmarks/cpu.py --rows winograd-sweep (RESULTS.md, CPU section): Winograd
