@@ -70,8 +70,8 @@ def test_gradcheck_float64(shape):
     x = rng.standard_normal((n, c, h, w))
     wt = rng.standard_normal((k, c // groups, 3, 3))
     b = rng.standard_normal(k)
-    gradcheck(lambda a, ww, bb: F.conv2d(a, ww, bb, 1, p, groups, algorithm="winograd"), x, wt, b,
-              name=f"conv2d winograd {shape}")
+    assert gradcheck(lambda a, ww, bb: F.conv2d(a, ww, bb, 1, p, groups, algorithm="winograd"), x, wt, b,
+                     name=f"conv2d winograd {shape}")
 
 
 def _chosen(x, w, padding=1, algorithm="auto", stride=1):
@@ -116,3 +116,44 @@ def test_module_passes_the_algorithm():
     ys = {a: layer(x) for a, layer in layers.items()}
     assert ys["winograd"].creator.winograd == 4 and ys["im2col"].creator.winograd is None
     assert _rel_err(ys["winograd"].data, ys["im2col"].data) < 1e-4
+
+
+# ---- on a GPU (skipped without one; benchmarks/gpu_check.sh runs them) ----------------------------
+@pytest.mark.gpu
+@pytest.mark.parametrize("tf32", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES[:5] + [(4, 64, 28, 28, 32, 1, 1)])
+def test_gpu_winograd_equals_cpu_im2col(shape, dtype, tf32):
+    if tf32 and dtype == np.float64:
+        pytest.skip("TF32 changes float32 products only")
+    n, c, h, w, k, p, groups = shape
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = (rng.standard_normal((k, c // groups, 3, 3)) / 3).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    gy = rng.standard_normal((n, k, h + 2 * p - 2, w + 2 * p - 2)).astype(dtype)
+    _, want = _run(x, wt, b, p, groups, "im2col", gy)
+    md.set_tf32(tf32)
+    try:
+        X, W, B = (md.tensor(a, requires_grad=True, device="cuda") for a in (x, wt, b))
+        y = F.conv2d(X, W, B, 1, p, groups, algorithm="winograd")
+        assert y.creator.winograd in (2, 4)
+        y.backward(md.tensor(gy, device="cuda"))
+        got = [y.data, X.grad, W.grad, B.grad]
+    finally:
+        md.set_tf32(False)
+    # TF32 rounds the GEMM operands to 10 mantissa bits: about 1e-3 relative (see md.set_tf32)
+    bound = {np.float32: 5e-3 if tf32 else 1e-4, np.float64: 1e-10}[dtype]
+    for name, a, r in zip(("y", "gx", "gw", "gb"), got, want):
+        a = md.backend.as_numpy(a)
+        assert a.dtype == dtype and a.shape == r.shape, name
+        assert _rel_err(a, r) < bound, f"{name}: relative error {_rel_err(a, r):.2e}"
+
+
+@pytest.mark.gpu
+def test_gpu_winograd_gradcheck_float64():
+    rng = np.random.default_rng(6)
+    x, wt, b = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    assert gradcheck(lambda a, ww, bb: F.conv2d(a, ww, bb, 1, 1, algorithm="winograd"),
+                     *(md.tensor(a, requires_grad=True, device="cuda") for a in (x, wt, b)),
+                     name="conv2d winograd on the GPU")
