@@ -49,19 +49,15 @@ def test_matrices_are_lavins_for_the_usual_points():
 
 @pytest.mark.parametrize("m", wg.TILES)
 def test_hand_written_transforms_match_the_matrices(m):
+    """_vec's four 1-D transforms (B^T, A^T, A, B) on strided vectors equal the derived matrices."""
     at, _, bt = wg.float_matrices(m)
-    a = m + 2
     rng = np.random.default_rng(0)
-    for fn, mat in ((wg._bt_row, bt), (wg._b_row, bt.T), (wg._at_row, at), (wg._a_row, at.T)):
-        s = rng.standard_normal((3, mat.shape[1]))
-        d = np.full((mat.shape[0], 3), np.nan)
-        for r in range(3):
-            fn(m, s, r, d)
-        np.testing.assert_allclose(d, mat @ s.T, rtol=1e-14, atol=1e-13, err_msg=fn.__name__)
-    src = rng.standard_normal((a, a))
-    tmp, out = np.empty((a, a)), np.empty((a, a))
-    wg._tile2d(0, m, src, tmp, out)
-    np.testing.assert_allclose(out, bt @ src @ bt.T, rtol=1e-13, atol=1e-12)
+    for kind, mat in enumerate((bt, at, at.T, bt.T)):
+        n_out, n_in = mat.shape
+        src = rng.standard_normal((n_in, 5))                 # input k of vector t at src[k, t]
+        dst = np.full((5, n_out), np.nan)                    # output j of vector t at dst[t, j]
+        wg._vec(kind, m, src.reshape(-1), 0, 5, 1, dst.reshape(-1), 0, 1, n_out, 5)
+        np.testing.assert_allclose(dst, (mat @ src).T, rtol=1e-14, atol=1e-13, err_msg=f"kind {kind}")
 
 
 # (N, C, H, W, K, padding, groups): odd and even sizes, outputs that are not a multiple of the
