@@ -1,12 +1,20 @@
 """CPU speed: minidl against PyTorch (CPU) and DeZero 0.0.13, one run, the libraries alternating.
 
     python3 benchmarks/cpu.py [--repeat 7] [--only conv|train] [--threads N]
+    python3 benchmarks/cpu.py --rows winograd [--repeat 7]    # 3x3 rows + VGG-style step, < 3 min
+    python3 benchmarks/cpu.py --rows sweep                    # Winograd vs im2col: the auto rule
 
 Rows: conv2d forward+backward (all three gradients) at four ImageNet-era shapes, and one SGD step
 (batch 128) of the cuda-convnet CIFAR-10 net: conv5x5-64 p2, ReLU, max-pool 3/2 ceil, LRN(9),
 conv5x5-64 p2, ReLU, LRN(9), max-pool 3/2 ceil, linear 4096->10, cross-entropy, SGD momentum 0.9.
 DeZero has neither LRN nor ceil-mode pooling: its net skips the LRNs and pools with pad 1 (same
 output sizes). Prints the median milliseconds of each library and the ratios to PyTorch.
+
+``--rows winograd``: the 3x3 conv rows and a VGG-style SGD step (conv3x3-64, ReLU, conv3x3-64, ReLU,
+max-pool 2, conv3x3-128, ReLU, conv3x3-128, ReLU, max-pool 2, linear 8192->10; 32x32 images, batch
+128), minidl with Winograd (algorithm="winograd"), minidl with im2col and PyTorch, interleaved;
+the ratio of each repetition is taken and the median of those ratios reported (steadier on a
+loaded machine than a ratio of medians). In the default rows minidl runs with algorithm="auto".
 
 Each repetition runs every library once, in turn, with a 0.2 s pause between calls: OpenBLAS and
 PyTorch threads spin for a while after a call, and a library started meanwhile runs slower.
@@ -15,6 +23,8 @@ machine ``--threads 1`` (BLAS, Numba and PyTorch all single-threaded) compares t
 library does without the thread-synchronisation stalls that load adds.
 """
 import argparse
+import functools
+import math
 import os
 import statistics
 import sys
@@ -36,10 +46,11 @@ CONV_ROWS = [  # (N, C, H, K, kernel, padding), stride 1
     (128, 3, 32, 64, 5, 2),
 ]
 PAUSE = 0.2
+WINOGRAD_ROWS = [row for row in CONV_ROWS if row[4] == 3] + [(128, 64, 32, 64, 3, 1), (128, 64, 32, 128, 3, 1)]
 
 
 # ---- the three libraries, each returning a zero-argument callable that does one unit of work ------
-def minidl_conv(x, w, b, pad):
+def minidl_conv(x, w, b, pad, algorithm="auto"):
     X, W, B = (md.tensor(a, requires_grad=True) for a in (x, w, b))
     gy = None
 
@@ -47,7 +58,7 @@ def minidl_conv(x, w, b, pad):
         nonlocal gy
         for t in (X, W, B):
             t.grad = None
-        y = F.conv2d(X, W, B, 1, pad)
+        y = F.conv2d(X, W, B, 1, pad, algorithm=algorithm)
         gy = np.ones(y.shape, dtype=np.float32) if gy is None else gy
         y.backward(gy)
     return run
@@ -150,6 +161,53 @@ def dezero_train(x, t, params):
     return run
 
 
+def vgg_params(rng):
+    """Initial weights of the VGG-style net (minidl/PyTorch state-dict keys)."""
+    shapes = {"0.weight": (64, 3, 3, 3), "2.weight": (64, 64, 3, 3), "5.weight": (128, 64, 3, 3),
+              "7.weight": (128, 128, 3, 3), "11.weight": (10, 8192)}
+    params = {}
+    for k, s in shapes.items():
+        params[k] = (rng.standard_normal(s) * (2.0 / math.prod(s[1:])) ** 0.5).astype(np.float32)
+        params[k.replace("weight", "bias")] = np.zeros(s[0], np.float32)
+    return params
+
+
+def minidl_vgg(x, t, params, algorithm="auto"):
+    c = functools.partial(nn.Conv2d, kernel_size=3, padding=1, algorithm=algorithm)
+    model = nn.Sequential(c(3, 64), nn.ReLU(), c(64, 64), nn.ReLU(), nn.MaxPool2d(2, 2),
+                          c(64, 128), nn.ReLU(), c(128, 128), nn.ReLU(), nn.MaxPool2d(2, 2),
+                          nn.Flatten(), nn.Linear(8192, 10))
+    model.load_state_dict(params)
+    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    X = md.tensor(x)
+
+    def run():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(X), t)
+        loss.backward()
+        opt.step()
+    return run
+
+
+def torch_vgg(x, t, params):
+    import torch
+    from torch import nn as tnn
+    c = functools.partial(tnn.Conv2d, kernel_size=3, padding=1)
+    model = tnn.Sequential(c(3, 64), tnn.ReLU(), c(64, 64), tnn.ReLU(), tnn.MaxPool2d(2, 2),
+                           c(64, 128), tnn.ReLU(), c(128, 128), tnn.ReLU(), tnn.MaxPool2d(2, 2),
+                           tnn.Flatten(), tnn.Linear(8192, 10))
+    model.load_state_dict({k: torch.tensor(v) for k, v in params.items()})
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    X, T = torch.tensor(x), torch.tensor(t)
+
+    def run():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(X), T)
+        loss.backward()
+        opt.step()
+    return run
+
+
 # ---- timing --------------------------------------------------------------------------------------
 def available_libraries():
     libs = {"minidl": (minidl_conv, minidl_train)}
@@ -180,6 +238,64 @@ def time_alternating(runs, repeat, warmup=1):
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def ratios_alternating(runs, repeat, base, warmup=1):
+    """Median milliseconds of each callable and, for each, the median over repetitions of its time / base's."""
+    times = {name: [] for name in runs}
+    for rep in range(warmup + repeat):
+        for name, run in runs.items():
+            time.sleep(PAUSE)
+            t0 = time.perf_counter()
+            run()
+            if rep >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    ms = {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+    ratio = {name: statistics.median(a / b for a, b in zip(ts, times[base])) for name, ts in times.items()}
+    return ms, ratio
+
+
+def report_ratios(label, ms, ratio, base):
+    cells = "  ".join(f"{name} {v:8.1f} ms" for name, v in ms.items())
+    rs = "  ".join(f"{name}/{base} {r:.2f}x" for name, r in ratio.items() if name != base)
+    print(f"{label:<36} {cells}  {rs}", flush=True)
+
+
+def winograd_rows(repeat, has_torch):
+    """The 3x3 conv rows and the VGG-style step: Winograd, im2col and PyTorch interleaved."""
+    rng = np.random.default_rng(0)
+    base = "pytorch" if has_torch else "im2col"
+    for n, c, h, k, ks, pad in WINOGRAD_ROWS:
+        x = rng.standard_normal((n, c, h, h)).astype(np.float32)
+        w = (rng.standard_normal((k, c, ks, ks)) * 0.05).astype(np.float32)
+        b = rng.standard_normal(k).astype(np.float32)
+        runs = {"winograd": minidl_conv(x, w, b, pad, "winograd"), "im2col": minidl_conv(x, w, b, pad, "im2col")}
+        if has_torch:
+            runs["pytorch"] = torch_conv(x, w, b, pad)
+        report_ratios(f"conv N{n} C{c} {h}x{h} K{k} 3x3 p{pad}", *ratios_alternating(runs, repeat, base), base)
+    x = rng.standard_normal((128, 3, 32, 32)).astype(np.float32)
+    t = rng.integers(0, 10, size=128)
+    params = vgg_params(rng)
+    runs = {"winograd": minidl_vgg(x, t, params, "auto"), "im2col": minidl_vgg(x, t, params, "im2col")}
+    if has_torch:
+        runs["pytorch"] = torch_vgg(x, t, params)
+    report_ratios("VGG-style SGD step, batch 128", *ratios_alternating(runs, repeat, base), base)
+
+
+def sweep_rows(repeat):
+    """Winograd / im2col time of one conv forward+backward over channels and image sizes (the auto rule)."""
+    rng = np.random.default_rng(0)
+    print("channels C=K, image HxW, batch 8, padding 1: winograd/im2col (median of ratios)")
+    for c in (4, 8, 16, 32, 64):
+        cells = []
+        for h in (4, 6, 8, 16, 32):
+            x = rng.standard_normal((8, c, h, h)).astype(np.float32)
+            w = (rng.standard_normal((c, c, 3, 3)) * 0.05).astype(np.float32)
+            b = np.zeros(c, np.float32)
+            runs = {"winograd": minidl_conv(x, w, b, 1, "winograd"), "im2col": minidl_conv(x, w, b, 1, "im2col")}
+            _, ratio = ratios_alternating(runs, repeat, "im2col")
+            cells.append(f"{h}x{h} {ratio['winograd']:.2f}")
+        print(f"C=K={c:<3} " + "  ".join(cells), flush=True)
+
+
 def report(label, medians):
     ms = {k: v * 1e3 for k, v in medians.items()}
     cells = "  ".join(f"{name} {v:8.1f} ms" for name, v in ms.items())
@@ -202,6 +318,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--only", choices=["conv", "train"])
+    parser.add_argument("--rows", choices=["all", "winograd", "sweep"], default="all",
+                        help="winograd: 3x3 rows + VGG-style step with Winograd/im2col/PyTorch; sweep: the auto rule")
     parser.add_argument("--threads", type=int, help="threads for BLAS, Numba and PyTorch (default: all cores)")
     args = parser.parse_args()
     libs = available_libraries()
@@ -221,6 +339,13 @@ def main():
         blas = ["?"]
     print(f"numpy {np.__version__}, BLAS: {'; '.join(blas)}; cores {os.cpu_count()}; "
           f"threads {args.threads or 'all'}; load average at start {os.getloadavg()[0]:.2f}; median of {args.repeat}")
+    if args.rows == "winograd":
+        winograd_rows(args.repeat, "pytorch" in libs)
+    elif args.rows == "sweep":
+        sweep_rows(args.repeat)
+    if args.rows != "all":
+        print(f"load average at end {os.getloadavg()[0]:.2f}")
+        return
     rng = np.random.default_rng(0)
     if args.only in (None, "conv"):
         for n, c, h, k, ks, pad in CONV_ROWS:
@@ -235,6 +360,11 @@ def main():
         params = cifar_params(rng)
         runs = {name: train(x, t, params) for name, (_, train) in libs.items()}
         report("CIFAR-10 net SGD step, batch 128", time_alternating(runs, args.repeat))
+        params = vgg_params(rng)
+        runs = {"minidl": minidl_vgg(x, t, params)}
+        if "pytorch" in libs:
+            runs["pytorch"] = torch_vgg(x, t, params)
+        report("VGG-style SGD step, batch 128", time_alternating(runs, args.repeat))
     print(f"load average at end {os.getloadavg()[0]:.2f}")
 
 

@@ -4,6 +4,7 @@
     python3 benchmarks/gpu.py --quick --models vgg16       # fewer steps, one model
     python3 benchmarks/gpu.py --json out.json              # also write every number as JSON
     python3 benchmarks/gpu.py --profile vgg16              # where minidl's step time goes, per op
+    python3 benchmarks/gpu.py --winograd vgg16             # + minidl with Winograd 3x3 convs (default)
 
 A step is forward, cross-entropy, backward and an SGD update (momentum 0.9, weight decay 5e-4) on
 random 224x224 images, synchronised before the clock is read; the median of ``--steps`` steps after
@@ -13,6 +14,9 @@ default); "tf32" turns it on in both (md.set_tf32(True)). Peak memory: PyTorch's
 max_memory_allocated; for minidl the peak of CuPy's pool ``used_bytes`` (a memory hook, during one
 extra step that is not timed), i.e. the same quantity: live arrays, not cached blocks.
 GoogLeNet runs without its auxiliary classifiers in both (torchvision's aux_logits=False).
+For the models in ``--winograd`` (default vgg16) minidl runs a second time with every 3x3 stride-1
+convolution on Winograd F(4x4, 3x3) (nn.Conv2d algorithm="winograd"; "auto" keeps im2col on the
+GPU until this comparison has been measured): the row "minidl_winograd" and its ratio.
 """
 import argparse
 import gc
@@ -68,15 +72,19 @@ def _peak_hook():
     return PeakHook()
 
 
-def bench_minidl(name, batch, tf32, warmup, steps):
+def bench_minidl(name, batch, tf32, warmup, steps, algorithm=None):
     import cupy as cp
     import minidl as md
-    from minidl import functional as F, optim
+    from minidl import functional as F, nn, optim
     pool = cp.get_default_memory_pool()
     pool.free_all_blocks()
     md.set_tf32(tf32)
     md.manual_seed(0)
     net = _minidl_model(name).to("cuda")
+    if algorithm:  # e.g. "winograd": every 3x3 stride-1 conv of the net on it, the others as they are
+        for mod in net.modules():
+            if isinstance(mod, nn.Conv2d) and mod.kernel_size == (3, 3) and mod.stride == (1, 1):
+                mod.algorithm = algorithm
     net.train()
     opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     rng = cp.random.default_rng(0)
@@ -236,6 +244,7 @@ def main(argv=None):
     ap.add_argument("--modes", default="fp32,tf32", help="fp32, tf32 or both")
     ap.add_argument("--json", default=None, help="write the results here (rewritten after every row)")
     ap.add_argument("--profile", default=None, metavar="MODEL", help="per-op profile of one minidl model instead")
+    ap.add_argument("--winograd", default="vgg16", help="models also run with Winograd 3x3 convs (comma-separated; '' for none)")
     args = ap.parse_args(argv)
     warmup = args.warmup if args.warmup is not None else (2 if args.quick else 3)
     steps = args.steps if args.steps is not None else (10 if args.quick else 12)
@@ -272,7 +281,10 @@ def main(argv=None):
         for name in names:
             batch = MODELS[name][2]
             row = {"model": name, "batch": batch, "mode": mode}
-            for lib, fn in (("torch", bench_torch), ("minidl", bench_minidl)):
+            libs = [("torch", bench_torch), ("minidl", bench_minidl)]
+            if name in args.winograd.split(","):
+                libs.append(("minidl_winograd", lambda *a: bench_minidl(*a, algorithm="winograd")))
+            for lib, fn in libs:
                 try:
                     sec, peak, loss = fn(name, batch, tf32, warmup, steps)
                     row[lib] = {"step_s": sec, "img_s": batch / sec, "peak_bytes": peak, "loss": loss}
@@ -284,6 +296,9 @@ def main(argv=None):
                 row["ratio"] = row["minidl"]["img_s"] / row["torch"]["img_s"]
                 row["mem_ratio"] = row["minidl"]["peak_bytes"] / row["torch"]["peak_bytes"]
                 row["target"] = TARGETS.get(mode, {}).get(name)
+            if "img_s" in row["torch"] and "img_s" in row.get("minidl_winograd", {}):
+                row["winograd_ratio"] = row["minidl_winograd"]["img_s"] / row["torch"]["img_s"]
+                row["winograd_mem_ratio"] = row["minidl_winograd"]["peak_bytes"] / row["torch"]["peak_bytes"]
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.json:
@@ -302,8 +317,17 @@ def main(argv=None):
         mp = _fmt_mem(m["peak_bytes"]) if "peak_bytes" in m else "—"
         mr = f"{r['mem_ratio']:.2f}x" if "mem_ratio" in r else "—"
         print(f"| {r['model']} | {r['batch']} | {r['mode']} | {ti} | {mi} | {ratio} | {target} | {tp} | {mp} | {mr} |")
+        w = r.get("minidl_winograd")
+        if w is not None:
+            wi = f"{w['img_s']:,.1f}" if "img_s" in w else "error"
+            wr = f"{r['winograd_ratio']:.2f}x" if "winograd_ratio" in r else "—"
+            wp = _fmt_mem(w["peak_bytes"]) if "peak_bytes" in w else "—"
+            wm = f"{r['winograd_mem_ratio']:.2f}x" if "winograd_mem_ratio" in r else "—"
+            print(f"| {r['model']} winograd | {r['batch']} | {r['mode']} | {ti} | {wi} | {wr} | — | {tp} | {wp} | {wm} |")
     for r in rows:
-        for lib in ("torch", "minidl"):
+        for lib in ("torch", "minidl", "minidl_winograd"):
+            if lib not in r:
+                continue
             if "error" in r[lib]:
                 print(f"{r['model']} {r['mode']} {lib}: {r[lib]['error']}")
 

@@ -6,12 +6,14 @@
 # 1. the machine: nvidia-smi, Python and library versions            -> $OUT/env.txt
 # 2. the GPU tests (tests/gpu, marked gpu)                            -> $OUT/tests_gpu.log
 # 3. the torchvision weight-compatibility tests (tests/models)        -> $OUT/tests_torchvision.log
-# 4. the benchmark against PyTorch, fp32 then TF32 (--quick: 2 warm-up, 10 timed steps)
+#    and the Winograd tests on the GPU (gpu-marked)                   -> appended to $OUT/tests_gpu.log
+# 4. the benchmark against PyTorch, fp32 then TF32 (--quick: 2 warm-up, 10 timed steps; VGG16 also
+#    with Winograd 3x3 convolutions)
 #                                                                      -> $OUT/bench.txt, $OUT/gpu_bench.json
 # 5. per-op profiles of minidl's VGG16 and ResNet-50 steps            -> $OUT/profile.txt, $OUT/profile.json,
 #                                                                         $OUT/profile_resnet50.txt
-# Every step is bounded by `timeout` (95 + 45 + 120 + 20 + 20 s, each killed 5 s after its limit), so
-# the whole script stays under about 5 minutes; 8 files (the device tool returns at most 8), no folders. A step cut short keeps what it
+# Every step is bounded by `timeout` (95 + 45 + 40 + 170 + 20 + 20 s, each killed 5 s after its limit),
+# so the whole script stays under about 7 minutes; 8 files (the device tool returns at most 8), no folders. A step cut short keeps what it
 # wrote (the benchmark rewrites its JSON after every row, fp32 rows first).
 # The CPU kernels (Numba) are compiled on first use inside step 2: about a minute of it.
 set -u -o pipefail
@@ -66,7 +68,9 @@ if ls tests/models/*.py >/dev/null 2>&1; then
 else
     SUMMARY+=("torchvision tests: skipped, tests/models has no test files")
 fi
-step "benchmark" 120 "$OUT/bench.txt" \
+step "winograd gpu tests" 40 "$OUT/tests_gpu.log" \
+    python3 -m pytest tests/functional/test_conv_winograd.py -m gpu -q -rfEs -p no:cacheprovider
+step "benchmark" 170 "$OUT/bench.txt" \
     python3 benchmarks/gpu.py --quick --json "$OUT/gpu_bench.json"
 step "profile vgg16" 20 "$OUT/profile.txt" \
     python3 benchmarks/gpu.py --profile vgg16 --json "$OUT/profile.json"

@@ -30,6 +30,7 @@ from minidl import backend, kernels
 from minidl.autograd import Function
 from minidl.kernels import conv as kc
 from minidl.kernels._geometry import conv_window
+from minidl.kernels import winograd
 
 _tokens = itertools.count()  # labels for scratch contents: which conv call and chunk wrote them
 
@@ -123,8 +124,8 @@ class Conv2d(Function):
     oh = (H + 2*ph - kh) // sh + 1, ow likewise. Cross-correlation, as in every DL library.
     """
 
-    def __init__(self, stride=1, padding=0, groups=1):
-        self.stride, self.padding, self.groups = stride, padding, groups
+    def __init__(self, stride=1, padding=0, groups=1, algorithm="auto"):
+        self.stride, self.padding, self.groups, self.algorithm = stride, padding, groups, algorithm
 
     def forward(self, x, w, b=None):
         window = _check(x, w, b, self.stride, self.padding, self.groups)
@@ -138,6 +139,13 @@ class Conv2d(Function):
             x = xp.ascontiguousarray(x)
             self.x, self.w, self.window = x, w, window
             return _pointwise_forward(xp, x, w, b)
+        # Winograd F(m x m, 3 x 3) for 3x3 stride-1 layers (minidl/kernels/winograd.py): m, or None
+        self.winograd = winograd.choose(self.algorithm, x.shape, w.shape, (window.sh, window.sw),
+                                        (window.ph, window.pw), G, x.dtype, gpu=xp is not np)
+        if self.winograd:
+            x = xp.ascontiguousarray(x)
+            self.x, self.w, self.window = x, w, window
+            return winograd.forward(x, w, b, (window.ph, window.pw), G, self.winograd)
         P = oh * ow
         x = xp.ascontiguousarray(x)
         wg = w.reshape(G, K // G, Cg * kh * kw)  # one (K/G, C/G*kh*kw) weight matrix per group
@@ -178,6 +186,10 @@ class Conv2d(Function):
         if self.pointwise:
             gx, gw, gb = _pointwise_backward(xp, x, w, gy, need_gx, need_gw, need_gb)
             return (gx, gw, gb) if len(self.needs_input_grad) > 2 else (gx, gw)
+        if self.winograd:
+            gx, gw, gb = winograd.backward(x, w, gy, (window.ph, window.pw), G, self.winograd,
+                                           need_gx, need_gw, need_gb)
+            return (gx, gw, gb) if len(self.needs_input_grad) > 2 else (gx, gw)
         wg = w.reshape(G, K // G, Cg * kh * kw)
 
         gx = xp.empty(x.shape, dtype=x.dtype) if need_gx else None
@@ -215,11 +227,18 @@ class Conv2d(Function):
         return (gx, gw, gb) if len(self.needs_input_grad) > 2 else (gx, gw)
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, groups=1):
+def conv2d(x, weight, bias=None, stride=1, padding=0, groups=1, *, algorithm="auto"):
     """2-D convolution (cross-correlation) of x (N, C, H, W) with weight (K, C/groups, kh, kw).
 
     bias: (K,) or None. stride, padding: int or (h, w) pair. groups: split channels into
     independent groups (AlexNet's towers). Returns (N, K, oh, ow), oh = (H + 2*ph - kh) // sh + 1.
+    algorithm: "im2col"; "winograd" (3x3, stride 1 only: F(4x4, 3x3), or F(2x2, 3x3) on tiny
+    outputs; float32 within 1e-4 relative of im2col); "auto" (default): Winograd for float32 3x3
+    stride-1 layers with >= 16 channels each way and >= 64 output pixels, im2col otherwise
+    (float64 always im2col). See minidl/kernels/winograd.py.
     """
-    f = Conv2d(stride, padding, groups)
+    if algorithm not in winograd.ALGORITHMS:
+        raise ValueError(f"conv2d: algorithm must be one of {', '.join(map(repr, winograd.ALGORITHMS))}, "
+                         f"got {algorithm!r}")
+    f = Conv2d(stride, padding, groups, algorithm)
     return f(x, weight) if bias is None else f(x, weight, bias)

@@ -34,22 +34,25 @@ class Linear(Module):
 class Conv2d(Module):
     """2-D convolution, weight (out, in/groups, kh, kw). Init as PyTorch (kaiming-uniform, a=sqrt(5))."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1, bias=True):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1, bias=True,
+                 algorithm="auto"):
         super().__init__()
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) "
                              f"must both be divisible by groups ({groups})")
+        if algorithm not in ("auto", "im2col", "winograd"):
+            raise ValueError(f"Conv2d: algorithm must be 'auto', 'im2col' or 'winograd', got {algorithm!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = pair("Conv2d", "kernel_size", kernel_size)
         self.stride, self.padding = pair("Conv2d", "stride", stride), pair("Conv2d", "padding", padding)
-        self.groups = groups
+        self.groups, self.algorithm = groups, algorithm  # see F.conv2d: "auto", "im2col" or "winograd"
         fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
         bound = 1.0 / math.sqrt(fan_in)
         self.weight = Parameter(_uniform((out_channels, in_channels // groups) + self.kernel_size, bound))
         self.bias = Parameter(_uniform((out_channels,), bound)) if bias else None
 
     def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.groups)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.groups, algorithm=self.algorithm)
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -57,6 +60,8 @@ class Conv2d(Module):
             s += f", padding={self.padding}"
         if self.groups != 1:
             s += f", groups={self.groups}"
+        if self.algorithm != "auto":
+            s += f", algorithm={self.algorithm!r}"
         return s + ("" if self.bias is not None else ", bias=False")
 
 

@@ -1,0 +1,171 @@
+"""minidl/kernels/winograd.py: the derived matrices, the hand-written transforms, and the Numba
+forward/backward against the obvious per-tile NumPy reference (which in turn is checked against
+the definition of a convolution)."""
+import itertools
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from minidl.kernels import winograd as wg
+
+
+def _direct(x, w, b, ph, pw, groups):
+    """The definition: y[n, k, i, j] = sum over c, u, v of w[k, c, u, v] x_pad[n, g*Cg + c, i+u, j+v] (+ b)."""
+    N, C, H, W = x.shape
+    K, Cg = w.shape[:2]
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    oh, ow = H + 2 * ph - 2, W + 2 * pw - 2
+    y = np.zeros((N, K, oh, ow))
+    for k, u, v in itertools.product(range(K), range(3), range(3)):
+        g = k // (K // groups)
+        y[:, k] += np.einsum("nchw,c->nhw", xp[:, g * Cg:(g + 1) * Cg, u:u + oh, v:v + ow], w[k, :, u, v])
+    return y + (b.reshape(1, K, 1, 1) if b is not None else 0)
+
+
+@pytest.mark.parametrize("m", wg.TILES)
+def test_matrices_compute_a_correlation_exactly(m):
+    """y = A^T [(G g) * (B^T d)] equals y_i = sum_u g_u d_(i+u), in exact rational arithmetic."""
+    at, g, bt = wg.matrices(m)
+    rng = np.random.default_rng(m)
+    for _ in range(5):
+        gf = [Fraction(int(v)) for v in rng.integers(-9, 10, 3)]
+        d = [Fraction(int(v)) for v in rng.integers(-9, 10, m + 2)]
+        prod = [sum(g[t][u] * gf[u] for u in range(3)) * sum(bt[t][j] * d[j] for j in range(m + 2))
+                for t in range(m + 2)]
+        y = [sum(at[i][t] * prod[t] for t in range(m + 2)) for i in range(m)]
+        assert y == [sum(gf[u] * d[i + u] for u in range(3)) for i in range(m)]
+
+
+def test_matrices_are_lavins_for_the_usual_points():
+    """The derivation reproduces the published F(2,3) transforms (up to the sign of B^T's rows)."""
+    at, g, bt = wg.float_matrices(2)
+    np.testing.assert_array_equal(at, [[1, 1, 1, 0], [0, 1, -1, 1]])
+    np.testing.assert_array_equal(g, [[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+    np.testing.assert_array_equal(np.abs(bt), [[1, 0, 1, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 1, 0, 1]])
+    with pytest.raises(ValueError, match="needs 5 finite points"):
+        wg.matrices(4, points=(0, 1, -1))
+
+
+@pytest.mark.parametrize("m", wg.TILES)
+def test_hand_written_transforms_match_the_matrices(m):
+    """_vec's four 1-D transforms (B^T, A^T, A, B) on strided vectors equal the derived matrices."""
+    at, _, bt = wg.float_matrices(m)
+    rng = np.random.default_rng(0)
+    for kind, mat in enumerate((bt, at, at.T, bt.T)):
+        n_out, n_in = mat.shape
+        src = rng.standard_normal((n_in, 5))                 # input k of vector t at src[k, t]
+        dst = np.full((5, n_out), np.nan)                    # output j of vector t at dst[t, j]
+        wg._vec(kind, m, src.reshape(-1), 0, 5, 1, dst.reshape(-1), 0, 1, n_out, 5)
+        np.testing.assert_allclose(dst, (mat @ src).T, rtol=1e-14, atol=1e-13, err_msg=f"kind {kind}")
+
+
+# (N, C, H, W, K, padding, groups): odd and even sizes, outputs that are not a multiple of the
+# tile, padding 0/1/2 and rectangular padding, one to several groups
+SHAPES = [
+    (2, 3, 7, 9, 4, (1, 1), 1),
+    (1, 4, 8, 8, 6, (0, 0), 2),
+    (3, 2, 5, 6, 3, (2, 2), 1),
+    (1, 6, 10, 7, 6, (1, 0), 3),
+    (2, 1, 3, 3, 2, (0, 0), 1),     # a single 1x1 output
+    (1, 2, 4, 13, 2, (0, 2), 1),
+]
+
+
+@pytest.mark.parametrize("m", wg.TILES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_reference_is_a_convolution(shape, m):
+    n, c, h, w, k, (ph, pw), groups = shape
+    rng = np.random.default_rng(1)
+    x, wt, b = rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c // groups, 3, 3)), rng.standard_normal(k)
+    np.testing.assert_allclose(wg.reference_forward(x, wt, b, ph, pw, m, groups), _direct(x, wt, b, ph, pw, groups),
+                               rtol=1e-12, atol=1e-12)
+
+
+def _tol(dtype):
+    return dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+
+
+# the parallel kernels share their per-plane code with the serial ones: two shapes suffice for them
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m", wg.TILES)
+@pytest.mark.parametrize("shape,parallel", [(s, False) for s in SHAPES] + [(s, True) for s in SHAPES[:2]])
+def test_numba_equals_reference(shape, parallel, m, dtype, monkeypatch):
+    if parallel:
+        monkeypatch.setattr(wg, "PARALLEL_MIN_SIZE", 0)
+    n, c, h, w, k, (ph, pw), groups = shape
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((k, c // groups, 3, 3)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    y = wg.forward(x, wt, b, (ph, pw), groups, m)
+    assert y.dtype == dtype and y.flags.c_contiguous
+    np.testing.assert_allclose(y, wg.reference_forward(x, wt, b, ph, pw, m, groups), **_tol(dtype))
+    np.testing.assert_allclose(wg.forward(x, wt, None, (ph, pw), groups, m),
+                               wg.reference_forward(x, wt, None, ph, pw, m, groups), **_tol(dtype))
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    got = wg.backward(x, wt, gy, (ph, pw), groups, m)
+    want = wg.reference_backward(x, wt, gy, ph, pw, m, groups)
+    for name, a, r in zip(("gx", "gw", "gb"), got, want):
+        assert a.dtype == dtype and a.shape == r.shape, name
+        np.testing.assert_allclose(a, r, err_msg=name, **_tol(dtype))
+    gx, gw, gb = wg.backward(x, wt, gy, (ph, pw), groups, m, need_gx=False, need_gb=False)
+    assert gx is None and gb is None
+    np.testing.assert_allclose(gw, want[1], **_tol(dtype))
+
+
+def test_reference_backward_is_the_adjoint():
+    """<gy, forward(x, w)> = <gx, x> = <gw, w>: the gradients are those of the bilinear map."""
+    rng = np.random.default_rng(3)
+    for m, (n, c, h, w, k, (ph, pw), groups) in itertools.product(wg.TILES, SHAPES[:4]):
+        x, wt = rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c // groups, 3, 3))
+        y = wg.reference_forward(x, wt, None, ph, pw, m, groups)
+        gy = rng.standard_normal(y.shape)
+        gx, gw, _ = wg.reference_backward(x, wt, gy, ph, pw, m, groups)
+        inner = (gy * y).sum()
+        assert np.isclose((gx * x).sum(), inner, rtol=1e-11) and np.isclose((gw * wt).sum(), inner, rtol=1e-11)
+
+
+def test_chunked_batch_equals_one_chunk(monkeypatch):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 4, 9, 9)).astype(np.float32)
+    wt = rng.standard_normal((3, 4, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((5, 3, 9, 9)).astype(np.float32)
+    y1, g1 = wg.forward(x, wt, None, (1, 1)), wg.backward(x, wt, gy, (1, 1))
+    monkeypatch.setattr(wg, "CHUNK_BYTES", 1)  # one sample per chunk
+    y2, g2 = wg.forward(x, wt, None, (1, 1)), wg.backward(x, wt, gy, (1, 1))
+    np.testing.assert_array_equal(y1, y2)
+    for a, b in zip(g1, g2):  # sums over the batch in another order: float32 rounding differs
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+    wg.release_buffers()
+
+
+def test_float32_error_is_within_the_stated_bound():
+    """F(4,3) and F(2,3) in float32 within 1e-4 of the float64 result, relative to its largest value."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 64, 12, 12))
+    wt = rng.standard_normal((16, 64, 3, 3)) / 24
+    exact = _direct(x, wt, None, 1, 1, 1)
+    for m in wg.TILES:
+        y = wg.forward(x.astype(np.float32), wt.astype(np.float32), None, (1, 1), 1, m)
+        assert np.abs(y - exact).max() / np.abs(exact).max() < 1e-4
+
+
+def test_tile_choice_and_auto_rule():
+    assert wg.best_tile(32, 32) == 4 and wg.best_tile(13, 13) == 4 and wg.best_tile(2, 2) == 2
+    assert wg.best_tile(3, 3) == 4 and wg.best_tile(6, 6) == 2 and wg.best_tile(7, 7) == 4
+    big, f32 = ((8, 64, 32, 32), (64, 64, 3, 3)), np.float32
+    assert wg.auto_choice(*big, (1, 1), (1, 1), 1, f32) == 4
+    assert wg.auto_choice(*big, (1, 1), (1, 1), 1, np.float64) is None          # float64 stays on im2col
+    assert wg.auto_choice(*big, (2, 2), (1, 1), 1, f32) is None                 # stride 2
+    assert wg.auto_choice((8, 3, 32, 32), (64, 3, 3, 3), (1, 1), (1, 1), 1, f32) is None   # 3 input channels
+    assert wg.auto_choice((8, 64, 6, 6), (64, 64, 3, 3), (1, 1), (0, 0), 1, f32) is None   # 4x4 output
+    assert wg.auto_choice((8, 64, 32, 32), (64, 8, 3, 3), (1, 1), (1, 1), 8, f32) is None   # 8 -> 8 per group
+    assert wg.auto_choice((8, 64, 32, 32), (64, 64, 5, 5), (1, 1), (2, 2), 1, f32) is None
+    assert wg.choose("auto", *big, (1, 1), (1, 1), 1, f32, gpu=True) is None
+    assert wg.choose("im2col", *big, (1, 1), (1, 1), 1, f32) is None
+    assert wg.choose("winograd", *big, (1, 1), (1, 1), 1, np.float64) == 4
+    with pytest.raises(ValueError, match="stride"):
+        wg.choose("winograd", *big, (2, 1), (1, 1), 1, f32)
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        wg.choose("fft", *big, (1, 1), (1, 1), 1, f32)
