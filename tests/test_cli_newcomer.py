@@ -172,3 +172,14 @@ def test_big_model_on_small_images_says_the_size_and_ctrl_c_before_an_epoch(tmp_
     assert "nothing to resume" in err or "before training started" in err, err
     assert sorted(os.listdir(tmp_path / "runs")) == ["good", "latest"]   # no config-only folder left behind
     assert os.readlink(tmp_path / "runs" / "latest") == "good"
+
+
+def test_a_killed_first_epoch_leaves_runs_latest_alone(tmp_path):
+    good_run(tmp_path / "runs")
+    run = Live("train", "--epochs", "2", cwd=tmp_path)     # stdout is a pipe: plain progress lines
+    run.wait_for(r"^  epoch 1/2  batch 1/")
+    run.proc.kill()                                         # SIGKILL: no chance to clean up
+    run.close()
+    left = [n for n in os.listdir(tmp_path / "runs") if n not in ("good", "latest")]
+    assert len(left) == 1 and os.listdir(tmp_path / "runs" / left[0]) == ["config.json"]
+    assert os.readlink(tmp_path / "runs" / "latest") == "good"
