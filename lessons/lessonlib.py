@@ -234,3 +234,267 @@ def degradation(depths=(4, 20), seeds=(0, 1, 2), steps=300, n=1024, width=32, lr
 def final_error(curve, frac=0.25):
     """Mean of the last ``frac`` of a training-error curve (steadier than its last point)."""
     return float(np.mean(curve[-max(1, int(len(curve) * frac)):]))
+
+
+# ------------------------------------------------------------------------------------------------
+# Natural images: scikit-learn's two sample photographs (china.jpg, flower.jpg, 427x640 RGB), read
+# from its package folder with Pillow (importing sklearn.datasets takes seconds), nothing downloaded.
+
+def photos(gray=False):
+    """[china, flower] as float32 arrays in [0, 1]: (427, 640, 3), or (427, 640) luminance with gray=True."""
+    import importlib.util
+    from PIL import Image
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None:
+        raise ImportError("the sample photos come with scikit-learn: pip install scikit-learn")
+    out = []
+    for name in ("china.jpg", "flower.jpg"):
+        path = next((os.path.join(f, "datasets", "images", name) for f in spec.submodule_search_locations
+                     if os.path.isfile(os.path.join(f, "datasets", "images", name))), None)
+        if path is None:
+            raise FileNotFoundError(f"photos: scikit-learn's sample image {name} is not in {spec.submodule_search_locations}")
+        im = Image.open(path).convert("L" if gray else "RGB")
+        out.append(np.asarray(im, dtype=np.float32) / 255.0)
+    return out
+
+
+def photo_patches(n, size, seed=0, gray=True, downscale=1, min_std=0.08, rows=(0.0, 1.0)):
+    """n random square patches (n, C, size, size) cut from the two photos, float32 in [0, 1].
+
+    Half come from each photo. Patches flatter than ``min_std`` (sky, blurred background) are
+    skipped. ``downscale`` shrinks the photos first (more scene per patch); ``rows`` restricts the
+    patch centres to a band of the photo's height (fractions), so two calls can cut disjoint sets.
+    """
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    pics = photos(gray)
+    if downscale != 1:
+        pics = [np.asarray(Image.fromarray((255 * p).astype(np.uint8)).resize(
+            (p.shape[1] // downscale, p.shape[0] // downscale), Image.BILINEAR), dtype=np.float32) / 255.0 for p in pics]
+    out = []
+    while len(out) < n:
+        p = pics[len(out) % 2]
+        h, w = p.shape[:2]
+        lo, hi = int(rows[0] * (h - size)), max(int(rows[0] * (h - size)) + 1, int(rows[1] * (h - size)))
+        i, j = rng.integers(lo, hi), rng.integers(0, w - size + 1)
+        patch = p[i:i + size, j:j + size]
+        if patch.std() < min_std:
+            continue
+        out.append(patch[None] if gray else patch.transpose(2, 0, 1))
+    return np.stack(out).astype(np.float32)
+
+
+def rotation_task(patches, seed=0):
+    """A self-supervised label: each patch turned by k * 90 degrees, k in 0..3 at random; returns (x, k).
+
+    The net must tell which way is up — sky above, ground below, light from above, upright
+    structures — which needs oriented edge detectors, not just colours.
+    """
+    rng = np.random.default_rng(seed)
+    k = rng.integers(0, 4, len(patches))
+    x = np.stack([np.rot90(p, r, axes=(1, 2)) for p, r in zip(patches, k)])
+    return np.ascontiguousarray(x, dtype=np.float32), k.astype(np.int64)
+
+
+def standardise(x, ref=None):
+    """(x - mean) / std with the mean and std of ``ref`` (default x itself), per channel."""
+    ref = x if ref is None else ref
+    m, s = ref.mean(axis=(0, 2, 3), keepdims=True), ref.std(axis=(0, 2, 3), keepdims=True)
+    return ((x - m) / s).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------
+# Lesson 04: ReLU vs tanh on a small conv net (the paper's Figure 1 in miniature).
+
+def conv_net(act, gain=1.0, depth=4, width=16, side=16, in_channels=1, classes=4, seed=0):
+    """``depth`` weight layers: depth-1 convolutions (5x5 first, then 3x3, 'same' padding), each
+    followed by ``act``, a 2x2 max-pool after the first three, then a linear classifier.
+
+    Weights N(0, gain^2 / fan_in), biases 0, from ``seed``: two nets of one seed and gain start
+    from the same numbers whatever their activation. The classifier always gets gain 1.
+    """
+    if depth < 2:
+        raise ValueError(f"conv_net: depth must be >= 2 (convolutions + classifier), got {depth}")
+    rng = np.random.default_rng(seed)
+    layers, c, s = [], in_channels, side
+    for i in range(depth - 1):
+        k = 5 if i == 0 else 3
+        conv = md.nn.Conv2d(c, width, k, padding=k // 2)
+        conv.weight.data[...] = (rng.standard_normal(conv.weight.shape) * gain / np.sqrt(c * k * k)).astype(np.float32)
+        conv.bias.data[...] = 0
+        layers += [conv, act()]
+        if i < 3 and s >= 2:
+            layers.append(md.nn.MaxPool2d(2))
+            s //= 2
+        c = width
+    lin = md.nn.Linear(c * s * s, classes)
+    lin.weight.data[...] = (rng.standard_normal(lin.weight.shape) / np.sqrt(lin.in_features)).astype(np.float32)
+    lin.bias.data[...] = 0
+    return md.nn.Sequential(*layers, md.nn.Flatten(), lin)
+
+
+def steps_to_running_error(model, x, y, target, lr, max_steps=300, batch_size=32, momentum=0.9, window=10, seed=0):
+    """SGD steps until the training error of the last ``window`` mini-batches (each scored just before
+    its update, as a training curve is usually drawn) is <= target; (steps or None, seconds per step)."""
+    opt = optim.SGD(model.parameters(), lr, momentum=momentum)
+    rng = np.random.default_rng(seed)
+    wrong, step, t0 = [], 0, time.perf_counter()
+    while step < max_steps:
+        order = rng.permutation(len(x))
+        for s in range(0, len(x) - batch_size + 1, batch_size):
+            idx = order[s:s + batch_size]
+            out = model(md.tensor(x[idx]))
+            loss = F.cross_entropy(out, y[idx])
+            model.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            wrong.append(float((out.numpy().argmax(axis=1) != y[idx]).mean()))
+            if not np.isfinite(loss.item()):
+                return None, (time.perf_counter() - t0) / step
+            if len(wrong) >= window and np.mean(wrong[-window:]) <= target:
+                return step, (time.perf_counter() - t0) / step
+            if step >= max_steps:
+                break
+    return None, (time.perf_counter() - t0) / step
+
+
+# ------------------------------------------------------------------------------------------------
+# Lesson 08: plain vs residual conv nets (the CIFAR nets of He et al. in miniature).
+
+class SmallResNet(md.nn.Module):
+    """``depth`` weight layers: a 3x3 conv stem (+BN, ReLU, 2x2 max-pool), (depth-2)/2 basic blocks of
+    constant ``width`` (models.resnet.BasicBlock; plain when shortcut=False), global average pool, FC.
+
+    The CIFAR ResNets' recipe (He et al. section 4.2) at one stage and a quarter of the width, so that
+    four nets train over seeds in seconds; the input (N, in_channels, S, S) is pooled to S/2 first.
+    """
+
+    def __init__(self, depth, shortcut, width=8, in_channels=1, classes=10):
+        super().__init__()
+        from minidl.models.resnet import BasicBlock
+        from minidl.models._common import init_conv_kaiming
+        if depth < 4 or depth % 2:
+            raise ValueError(f"SmallResNet: depth must be even and >= 4, got {depth}")
+        self.stem = md.nn.Sequential(md.nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+                                     md.nn.BatchNorm2d(width), md.nn.ReLU(), md.nn.MaxPool2d(2))
+        self.blocks = md.nn.Sequential(*[BasicBlock(width, width, shortcut=shortcut) for _ in range((depth - 2) // 2)])
+        self.pool, self.flatten = md.nn.AdaptiveAvgPool2d((1, 1)), md.nn.Flatten()
+        self.fc = md.nn.Linear(width, classes)
+        init_conv_kaiming(self)
+
+    def forward(self, x):
+        return self.fc(self.flatten(self.pool(self.blocks(self.stem(x)))))
+
+
+def cifar10(n_train=None, n_val=None, seed=0):
+    """(x_train, y_train, x_val, y_val) from CIFAR-10 on disk (folder in $MINIDL_CIFAR10), float32
+    (N, 3, 32, 32) in [0, 1]; None when the variable is unset (nothing is downloaded)."""
+    root = os.environ.get("MINIDL_CIFAR10")
+    if not root:
+        return None
+    from minidl.data import CIFAR10
+    tr, va = CIFAR10(root, train=True), CIFAR10(root, train=False)
+    rng = np.random.default_rng(seed)
+    i = rng.permutation(len(tr))[:n_train] if n_train else np.arange(len(tr))
+    j = rng.permutation(len(va))[:n_val] if n_val else np.arange(len(va))
+    return (tr.data[i].astype(np.float32) / 255, tr.targets[i], va.data[j].astype(np.float32) / 255, va.targets[j])
+
+
+def plain_vs_residual(x, y, x_val, y_val, depths=(6, 18), seeds=(0, 1), steps=120, lr=0.05, batch_size=64,
+                      width=8, every=20, n_eval=256):
+    """Plain and residual SmallResNets of each depth on the same data.
+
+    Returns {"plain-6": {"train": [curve per seed], "val": [...], "seconds": s}, ...}: the error on the
+    first ``n_eval`` training images and on the first ``n_eval`` held-out ones every ``every`` steps.
+    Within a seed every net starts from the same random stream and sees the same batches.
+    """
+    out = {}
+    xe, ye, xv, yv = x[:n_eval], y[:n_eval], x_val[:n_eval], y_val[:n_eval]
+    for shortcut in (False, True):
+        for d in depths:
+            rec = {"train": [], "val": [], "seconds": 0.0}
+            for s in seeds:
+                md.manual_seed(s)
+                net = SmallResNet(d, shortcut, width, x.shape[1], int(max(y.max(), y_val.max())) + 1)
+                tr, va, t0 = [], [], time.perf_counter()
+                for step in sgd_steps(net, x, y, lr, steps, batch_size, seed=s):
+                    if step % every == 0:
+                        tr.append(error_of(net, xe, ye))
+                        va.append(error_of(net, xv, yv))
+                rec["train"].append(tr)
+                rec["val"].append(va)
+                rec["seconds"] += time.perf_counter() - t0
+            out[f"{'residual' if shortcut else 'plain'}-{d}"] = rec
+    return out
+
+
+def relu_tanh_map(x, y, gains=(0.5, 1, 2, 4), lrs=(0.01, 0.03, 0.1), seeds=(0,), depth=4, width=16, target=0.10,
+                  max_steps=150, classes=10):
+    """Steps to ``target`` running training error for both activations over init gain x learning rate.
+
+    Returns {"steps": {(act, gain, lr): [steps or None per seed]}, "sec_per_step": {act: [s, ...]}}.
+    Within a cell and seed both nets start from the same weights and see the same batches.
+    """
+    steps, secs = {}, {"ReLU": [], "tanh": []}
+    for g in gains:
+        for lr in lrs:
+            for name, act in (("ReLU", md.nn.ReLU), ("tanh", md.nn.Tanh)):
+                runs = []
+                for s in seeds:
+                    net = conv_net(act, g, depth, width, x.shape[-1], x.shape[1], classes, seed=s)
+                    n, sec = steps_to_running_error(net, x, y, target, lr, max_steps, seed=s)
+                    runs.append(n)
+                    secs[name].append(sec)
+                steps[(name, g, lr)] = runs
+    return {"steps": steps, "sec_per_step": secs}
+
+
+def saturation_and_gradients(x, y, gains=(0.5, 1, 2, 4), depth=4, width=16, classes=10, seed=0, n=256):
+    """At initialisation, per gain and activation: the fraction of saturated units (|tanh| > 0.9, or
+    ReLU output exactly 0) after every conv layer, and the gradient norm of every conv weight.
+
+    Returns {(act, gain): {"saturated": [per layer], "grad_norm": [per layer]}} on the first n images.
+    """
+    from minidl.visualize import layer_outputs
+    out = {}
+    for g in gains:
+        for name, act in (("ReLU", md.nn.ReLU), ("tanh", md.nn.Tanh)):
+            net = conv_net(act, g, depth, width, x.shape[-1], x.shape[1], classes, seed=seed)
+            idx = [str(i) for i, m in enumerate(net) if isinstance(m, act)]
+            acts = layer_outputs(net, x[:n], idx)
+            sat = [float((np.abs(acts[i]) > 0.9).mean() if name == "tanh" else (acts[i] <= 0).mean()) for i in idx]
+            net.zero_grad()
+            F.cross_entropy(net(md.tensor(x[:n])), y[:n]).backward()
+            grads = [float(np.linalg.norm(m.weight.grad.numpy() if hasattr(m.weight.grad, "numpy") else m.weight.grad))
+                     for m in net if isinstance(m, md.nn.Conv2d)]
+            out[(name, g)] = {"saturated": sat, "grad_norm": grads}
+    return out
+
+
+def dropout_mlp(p_input, p_hidden, width=256, in_features=256, classes=10):
+    """Dropout(p_input) -> [Linear -> ReLU -> Dropout(p_hidden)] x 2 -> Linear (Hinton et al. 2012's recipe)."""
+    nn = md.nn
+    return nn.Sequential(nn.Dropout(p_input), nn.Linear(in_features, width), nn.ReLU(), nn.Dropout(p_hidden),
+                         nn.Linear(width, width), nn.ReLU(), nn.Dropout(p_hidden), nn.Linear(width, classes))
+
+
+def dropout_experiment(x, y, x_val, y_val, configs=None, seeds=(0, 1, 2), steps=400, lr=0.03, width=256, batch_size=32):
+    """Held-out and training error of dropout_mlp per (p_input, p_hidden) config and seed, after ``steps`` SGD steps.
+
+    Returns {label: {"val": [per seed], "train": [per seed]}}; within a seed every config starts
+    from the same random stream and sees the same batches (only the dropout masks differ).
+    """
+    configs = configs or {"no dropout": (0.0, 0.0), "hidden 0.5": (0.0, 0.5), "input 0.2 + hidden 0.5": (0.2, 0.5)}
+    out = {}
+    for label, (pi, ph) in configs.items():
+        rec = {"val": [], "train": []}
+        for s in seeds:
+            md.manual_seed(s)
+            net = dropout_mlp(pi, ph, width, x.shape[1], classes=int(y.max()) + 1)
+            for _ in sgd_steps(net, x, y, lr, steps, batch_size, seed=s):
+                pass
+            rec["val"].append(error_of(net, x_val, y_val))
+            rec["train"].append(error_of(net, x, y))
+        out[label] = rec
+    return out
