@@ -258,12 +258,15 @@ def photos(gray=False):
     return out
 
 
-def photo_patches(n, size, seed=0, gray=True, downscale=1, min_std=0.08, rows=(0.0, 1.0)):
+def photo_patches(n, size, seed=0, gray=True, downscale=1, min_std=0.08, rows=(0.0, 1.0), cols=(0.0, 1.0),
+                  where=False):
     """n random square patches (n, C, size, size) cut from the two photos, float32 in [0, 1].
 
     Half come from each photo. Patches flatter than ``min_std`` (sky, blurred background) are
     skipped. ``downscale`` shrinks the photos first (more scene per patch); ``rows`` restricts the
-    patch centres to a band of the photo's height (fractions), so two calls can cut disjoint sets.
+    patch's top-left corner to a band of the photo's height (fractions), ``cols`` to a band of its
+    width, so two calls can cut disjoint sets. where=True also returns a label per patch:
+    2 * photo + (1 if the patch's centre is in the lower half of its photo), four classes.
     """
     from PIL import Image
     rng = np.random.default_rng(seed)
@@ -271,17 +274,21 @@ def photo_patches(n, size, seed=0, gray=True, downscale=1, min_std=0.08, rows=(0
     if downscale != 1:
         pics = [np.asarray(Image.fromarray((255 * p).astype(np.uint8)).resize(
             (p.shape[1] // downscale, p.shape[0] // downscale), Image.BILINEAR), dtype=np.float32) / 255.0 for p in pics]
-    out = []
+    out, labels = [], []
     while len(out) < n:
-        p = pics[len(out) % 2]
+        k = len(out) % 2
+        p = pics[k]
         h, w = p.shape[:2]
         lo, hi = int(rows[0] * (h - size)), max(int(rows[0] * (h - size)) + 1, int(rows[1] * (h - size)))
-        i, j = rng.integers(lo, hi), rng.integers(0, w - size + 1)
+        clo, chi = int(cols[0] * (w - size)), max(int(cols[0] * (w - size)) + 1, int(cols[1] * (w - size)))
+        i, j = rng.integers(lo, hi), rng.integers(clo, chi)
         patch = p[i:i + size, j:j + size]
         if patch.std() < min_std:
             continue
         out.append(patch[None] if gray else patch.transpose(2, 0, 1))
-    return np.stack(out).astype(np.float32)
+        labels.append(2 * k + int(i + size / 2 >= h / 2))
+    x = np.stack(out).astype(np.float32)
+    return (x, np.array(labels, dtype=np.int64)) if where else x
 
 
 def rotation_task(patches, seed=0):
@@ -498,3 +505,68 @@ def dropout_experiment(x, y, x_val, y_val, configs=None, seeds=(0, 1, 2), steps=
             rec["train"].append(error_of(net, x, y))
         out[label] = rec
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Lesson 05: ZF's first-layer change (11x11 stride 4 -> 7x7 stride 2) with one shared head.
+
+def zf_pair_net(first, width=16, in_channels=3, classes=4, pooled=4, seed=0):
+    """conv1 (``first`` = (kernel, stride, padding)) -> ReLU -> max-pool 3/2 -> conv 3x3 (32) -> ReLU ->
+    adaptive average pool to pooled x pooled -> linear: both first layers feed the same 32*pooled^2 features."""
+    k, s, p = first
+    md.manual_seed(seed)
+    nn = md.nn
+    return nn.Sequential(nn.Conv2d(in_channels, width, k, stride=s, padding=p), nn.ReLU(), nn.MaxPool2d(3, 2),
+                         nn.Conv2d(width, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d((pooled, pooled)),
+                         nn.Flatten(), nn.Linear(32 * pooled * pooled, classes))
+
+
+ZF_FIRST = {"11x11 stride 4": (11, 4, 2), "7x7 stride 2": (7, 2, 1)}
+
+
+def filter_stats(net, x):
+    """(dead, distinctiveness) of net[0]'s filters: dead = filters whose ReLU output is 0 on every image of x;
+    distinctiveness = 1 - mean |cosine similarity| over all pairs of filters (1: all mutually orthogonal)."""
+    from minidl.visualize import layer_outputs
+    acts = layer_outputs(net, x, ["1"])["1"]
+    dead = int((acts.max(axis=(0, 2, 3)) <= 0).sum())
+    w = net[0].weight.numpy().reshape(net[0].weight.shape[0], -1)
+    w = w / np.linalg.norm(w, axis=1, keepdims=True)
+    return dead, float(1 - np.abs(w @ w.T)[np.triu_indices(len(w), 1)].mean())
+
+
+def zf_comparison(x, y, x_val, y_val, seeds=(0, 1, 2), steps=400, lr=0.03, batch_size=32, width=16, weight_decay=5e-4):
+    """Train both first layers with the same head, per seed; returns {name: {"nets": [...], "loss": [per-step
+    losses per seed], "train_error", "val_error", "dead", "distinct", "dead0", "distinct0" (at init): [per seed]}}."""
+    out = {}
+    for name, first in ZF_FIRST.items():
+        rec = {k: [] for k in ("nets", "loss", "train_error", "val_error", "dead", "distinct", "dead0", "distinct0")}
+        for s in seeds:
+            net = zf_pair_net(first, width, x.shape[1], int(y.max()) + 1, seed=s)
+            d0, s0 = filter_stats(net, x_val)
+            h = train_steps(net, x, y, steps, lr, batch_size, weight_decay=weight_decay, seed=s)
+            d1, s1 = filter_stats(net, x_val)
+            for k, v in (("nets", net), ("loss", h), ("train_error", error_of(net, x, y)),
+                         ("val_error", error_of(net, x_val, y_val)), ("dead", d1), ("distinct", s1),
+                         ("dead0", d0), ("distinct0", s0)):
+                rec[k].append(v)
+        out[name] = rec
+    return out
+
+
+def train_steps(model, x, y, steps, lr, batch_size=32, momentum=0.9, weight_decay=0.0, seed=0):
+    """``steps`` SGD steps on shuffled mini-batches; returns the per-step training losses."""
+    opt = optim.SGD(model.parameters(), lr, momentum=momentum, weight_decay=weight_decay)
+    rng, losses = np.random.default_rng(seed), []
+    while len(losses) < steps:
+        order = rng.permutation(len(x))
+        for s in range(0, len(x) - batch_size + 1, batch_size):
+            idx = order[s:s + batch_size]
+            loss = F.cross_entropy(model(md.tensor(x[idx])), y[idx])
+            model.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            if len(losses) >= steps:
+                break
+    return losses
