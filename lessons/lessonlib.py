@@ -93,147 +93,30 @@ def show(*images):
 
 
 # ------------------------------------------------------------------------------------------------
-# Small fully connected experiments (lessons 04 and 08): fast enough to repeat over seeds on 2 CPU cores.
+# Training loops shared by the experiments of lessons 04, 05 and 08.
 
-def flat_digits(n=None, size=16, seed=0):
-    """(x, y): n training digits flattened to (n, size*size) and standardised (mean 0, std 1 over all pixels)."""
-    x, y, _, _ = digits(n, 1, size=size, seed=seed)
-    x = x.reshape(len(x), -1)
-    return ((x - x.mean()) / x.std()).astype(np.float32), y
+def sgd_steps(model, x, y, lr, max_steps, batch_size=32, momentum=0.9, weight_decay=0.0, seed=0):
+    """Take up to ``max_steps`` SGD steps on shuffled mini-batches of (x, y).
 
-
-class BatchNorm1d(md.nn.Module):
-    """Batch norm over the batch axis of (N, C) features (F.batch_norm, as BatchNorm2d does for maps)."""
-
-    def __init__(self, num_features, eps=1e-5, momentum=0.1):
-        super().__init__()
-        self.eps, self.momentum = eps, momentum
-        self.weight = md.nn.Parameter(np.ones(num_features, dtype=np.float32))
-        self.bias = md.nn.Parameter(np.zeros(num_features, dtype=np.float32))
-        self.register_buffer("running_mean", np.zeros(num_features, dtype=np.float32))
-        self.register_buffer("running_var", np.ones(num_features, dtype=np.float32))
-
-    def forward(self, x):
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                            self.training, self.momentum, self.eps)
-
-
-def mlp(act, depth, width, in_features=256, classes=10, gain=2 ** 0.5, seed=0):
-    """depth hidden layers Linear -> act, then a linear classifier; weights N(0, gain^2 / fan_in), biases 0.
-
-    The same initialisation for every activation: only ``act`` differs between two nets of one seed.
+    Yields (step, batch indices, output, loss) after each update; the output is the one the
+    update was computed from (so a training error can be scored without another forward pass).
     """
-    rng = np.random.default_rng(seed)
-    layers, d = [], in_features
-    for out in [width] * depth + [classes]:
-        lin = md.nn.Linear(d, out)
-        lin.weight.data[...] = (rng.standard_normal((out, d)) * gain / np.sqrt(d)).astype(np.float32)
-        lin.bias.data[...] = 0
-        layers += [lin, act()] if out != classes or len(layers) < 2 * depth else [lin]
-        d = out
-    return md.nn.Sequential(*layers)
-
-
-def sgd_steps(model, x, y, lr, max_steps, batch_size=32, momentum=0.9, seed=0):
-    """Take up to ``max_steps`` SGD steps on shuffled mini-batches of (x, y); yields the step count."""
-    opt = optim.SGD(model.parameters(), lr, momentum=momentum)
+    opt = optim.SGD(model.parameters(), lr, momentum=momentum, weight_decay=weight_decay)
     rng = np.random.default_rng(seed)
     step = 0
     while step < max_steps:
         order = rng.permutation(len(x))
         for s in range(0, len(x) - batch_size + 1, batch_size):
             idx = order[s:s + batch_size]
-            loss = F.cross_entropy(model(md.tensor(x[idx])), y[idx])
+            out = model(md.tensor(x[idx]))
+            loss = F.cross_entropy(out, y[idx])
             model.zero_grad()
             loss.backward()
             opt.step()
             step += 1
-            yield step
+            yield step, idx, out, loss.item()
             if step >= max_steps:
                 return
-
-
-def steps_to_error(model, x, y, target, lr, max_steps=800, batch_size=32, momentum=0.9, every=10, seed=0):
-    """SGD steps until the training error on (x, y) is <= target (checked every ``every`` steps); None if never."""
-    for step in sgd_steps(model, x, y, lr, max_steps, batch_size, momentum, seed):
-        if step % every == 0 and error_of(model, x, y) <= target:
-            return step
-    return None
-
-
-def relu_vs_tanh(lrs=(0.003, 0.01, 0.03), seeds=(0, 1, 2), depth=6, width=64, n=512, target=0.02, max_steps=800):
-    """Steps each activation needs to reach ``target`` training error: {(act, lr): [steps per seed]}.
-
-    Same data, architecture, initialisation (per seed) and learning rate for both; only the non-linearity differs.
-    """
-    x, y = flat_digits(n)
-    out = {}
-    for lr in lrs:
-        for name, act in (("ReLU", md.nn.ReLU), ("tanh", md.nn.Tanh)):
-            out[(name, lr)] = [steps_to_error(mlp(act, depth, width, x.shape[1], seed=s), x, y, target, lr,
-                                              max_steps=max_steps, seed=s) for s in seeds]
-    return out
-
-
-class DenseBlock(md.nn.Module):
-    """Two Linear -> BatchNorm layers with a ReLU between; with ``shortcut`` the input is added before the last ReLU.
-
-    The fully connected twin of ResNet's basic block (and, with shortcut=False, of the plain net's block).
-    """
-
-    def __init__(self, width, shortcut=True):
-        super().__init__()
-        self.fc1, self.bn1 = md.nn.Linear(width, width, bias=False), BatchNorm1d(width)
-        self.fc2, self.bn2 = md.nn.Linear(width, width, bias=False), BatchNorm1d(width)
-        self.shortcut = shortcut
-
-    def forward(self, x):
-        out = self.bn2(self.fc2(F.relu(self.bn1(self.fc1(x)))))
-        return F.relu(out + x if self.shortcut else out)
-
-
-class DenseNet(md.nn.Module):
-    """``layers`` weight layers: Linear+BN+ReLU stem, (layers-2)/2 DenseBlocks of constant width, a linear classifier."""
-
-    def __init__(self, layers, shortcut, width=32, in_features=256, classes=10):
-        super().__init__()
-        if layers < 4 or layers % 2:
-            raise ValueError(f"DenseNet: layers must be even and >= 4, got {layers}")
-        self.stem = md.nn.Sequential(md.nn.Linear(in_features, width, bias=False), BatchNorm1d(width), md.nn.ReLU())
-        self.blocks = md.nn.Sequential(*[DenseBlock(width, shortcut) for _ in range((layers - 2) // 2)])
-        self.head = md.nn.Linear(width, classes)
-
-    def forward(self, x):
-        return self.head(self.blocks(self.stem(x)))
-
-
-def training_error_curve(model, x, y, steps, lr, batch_size=32, momentum=0.9, every=10, seed=0):
-    """Train for ``steps`` SGD steps; the training error on all of (x, y) every ``every`` steps (a list)."""
-    return [error_of(model, x, y) for step in sgd_steps(model, x, y, lr, steps, batch_size, momentum, seed)
-            if step % every == 0]
-
-
-def degradation(depths=(4, 20), seeds=(0, 1, 2), steps=300, n=1024, width=32, lr=0.01, every=10):
-    """Plain and residual DenseNets of each depth on the same digits: {"plain-4": [curve per seed], ...}.
-
-    Every net of one seed starts from the same random stream and sees the same batches.
-    """
-    x, y = flat_digits(n)
-    out = {}
-    for shortcut in (False, True):
-        for d in depths:
-            curves = []
-            for s in seeds:
-                md.manual_seed(s)
-                curves.append(training_error_curve(DenseNet(d, shortcut, width, x.shape[1]), x, y, steps, lr,
-                                                   every=every, seed=s))
-            out[f"{'residual' if shortcut else 'plain'}-{d}"] = curves
-    return out
-
-
-def final_error(curve, frac=0.25):
-    """Mean of the last ``frac`` of a training-error curve (steadier than its last point)."""
-    return float(np.mean(curve[-max(1, int(len(curve) * frac)):]))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -291,18 +174,6 @@ def photo_patches(n, size, seed=0, gray=True, downscale=1, min_std=0.08, rows=(0
     return (x, np.array(labels, dtype=np.int64)) if where else x
 
 
-def rotation_task(patches, seed=0):
-    """A self-supervised label: each patch turned by k * 90 degrees, k in 0..3 at random; returns (x, k).
-
-    The net must tell which way is up — sky above, ground below, light from above, upright
-    structures — which needs oriented edge detectors, not just colours.
-    """
-    rng = np.random.default_rng(seed)
-    k = rng.integers(0, 4, len(patches))
-    x = np.stack([np.rot90(p, r, axes=(1, 2)) for p, r in zip(patches, k)])
-    return np.ascontiguousarray(x, dtype=np.float32), k.astype(np.int64)
-
-
 def standardise(x, ref=None):
     """(x - mean) / std with the mean and std of ``ref`` (default x itself), per channel."""
     ref = x if ref is None else ref
@@ -343,27 +214,14 @@ def conv_net(act, gain=1.0, depth=4, width=16, side=16, in_channels=1, classes=4
 def steps_to_running_error(model, x, y, target, lr, max_steps=300, batch_size=32, momentum=0.9, window=10, seed=0):
     """SGD steps until the training error of the last ``window`` mini-batches (each scored just before
     its update, as a training curve is usually drawn) is <= target; (steps or None, seconds per step)."""
-    opt = optim.SGD(model.parameters(), lr, momentum=momentum)
-    rng = np.random.default_rng(seed)
-    wrong, step, t0 = [], 0, time.perf_counter()
-    while step < max_steps:
-        order = rng.permutation(len(x))
-        for s in range(0, len(x) - batch_size + 1, batch_size):
-            idx = order[s:s + batch_size]
-            out = model(md.tensor(x[idx]))
-            loss = F.cross_entropy(out, y[idx])
-            model.zero_grad()
-            loss.backward()
-            opt.step()
-            step += 1
-            wrong.append(float((out.numpy().argmax(axis=1) != y[idx]).mean()))
-            if not np.isfinite(loss.item()):
-                return None, (time.perf_counter() - t0) / step
-            if len(wrong) >= window and np.mean(wrong[-window:]) <= target:
-                return step, (time.perf_counter() - t0) / step
-            if step >= max_steps:
-                break
-    return None, (time.perf_counter() - t0) / step
+    wrong, t0, step = [], time.perf_counter(), 0
+    for step, idx, out, loss in sgd_steps(model, x, y, lr, max_steps, batch_size, momentum, seed=seed):
+        wrong.append(float((out.numpy().argmax(axis=1) != y[idx]).mean()))
+        if not np.isfinite(loss):
+            break
+        if len(wrong) >= window and np.mean(wrong[-window:]) <= target:
+            return step, (time.perf_counter() - t0) / step
+    return None, (time.perf_counter() - t0) / max(step, 1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -425,7 +283,7 @@ def plain_vs_residual(x, y, x_val, y_val, depths=(6, 18), seeds=(0, 1), steps=12
                 md.manual_seed(s)
                 net = SmallResNet(d, shortcut, width, x.shape[1], int(max(y.max(), y_val.max())) + 1)
                 tr, va, t0 = [], [], time.perf_counter()
-                for step in sgd_steps(net, x, y, lr, steps, batch_size, seed=s):
+                for step, *_ in sgd_steps(net, x, y, lr, steps, batch_size, seed=s):
                     if step % every == 0:
                         tr.append(error_of(net, xe, ye))
                         va.append(error_of(net, xv, yv))
@@ -500,7 +358,7 @@ def dropout_experiment(x, y, x_val, y_val, configs=None, seeds=(0, 1, 2), steps=
             md.manual_seed(s)
             net = dropout_mlp(pi, ph, width, x.shape[1], classes=int(y.max()) + 1)
             for _ in sgd_steps(net, x, y, lr, steps, batch_size, seed=s):
-                pass
+                pass                # only the trained net is wanted
             rec["val"].append(error_of(net, x_val, y_val))
             rec["train"].append(error_of(net, x, y))
         out[label] = rec
@@ -510,15 +368,24 @@ def dropout_experiment(x, y, x_val, y_val, configs=None, seeds=(0, 1, 2), steps=
 # ------------------------------------------------------------------------------------------------
 # Lesson 05: ZF's first-layer change (11x11 stride 4 -> 7x7 stride 2) with one shared head.
 
-def zf_pair_net(first, width=16, in_channels=3, classes=4, pooled=4, seed=0):
+def zf_pair_net(first, width=16, in_channels=3, classes=4, pooled=4, seed=0, first_std=0.01):
     """conv1 (``first`` = (kernel, stride, padding)) -> ReLU -> max-pool 3/2 -> conv 3x3 (32) -> ReLU ->
-    adaptive average pool to pooled x pooled -> linear: both first layers feed the same 32*pooled^2 features."""
+    adaptive average pool to pooled x pooled -> linear: both first layers feed the same 32*pooled^2 features.
+
+    conv1 starts from N(0, first_std^2) weights (AlexNet's 0.01), so that what its filters show after
+    training is mostly what was learned, not the random start; the other layers use minidl's default init.
+    """
     k, s, p = first
     md.manual_seed(seed)
     nn = md.nn
-    return nn.Sequential(nn.Conv2d(in_channels, width, k, stride=s, padding=p), nn.ReLU(), nn.MaxPool2d(3, 2),
+    net = nn.Sequential(nn.Conv2d(in_channels, width, k, stride=s, padding=p), nn.ReLU(), nn.MaxPool2d(3, 2),
                          nn.Conv2d(width, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d((pooled, pooled)),
                          nn.Flatten(), nn.Linear(32 * pooled * pooled, classes))
+    if first_std is not None:
+        w = net[0].weight
+        w.data[...] = (np.random.default_rng(seed).standard_normal(w.shape) * first_std).astype(np.float32)
+        net[0].bias.data[...] = 0
+    return net
 
 
 ZF_FIRST = {"11x11 stride 4": (11, 4, 2), "7x7 stride 2": (7, 2, 1)}
@@ -556,17 +423,31 @@ def zf_comparison(x, y, x_val, y_val, seeds=(0, 1, 2), steps=400, lr=0.03, batch
 
 def train_steps(model, x, y, steps, lr, batch_size=32, momentum=0.9, weight_decay=0.0, seed=0):
     """``steps`` SGD steps on shuffled mini-batches; returns the per-step training losses."""
-    opt = optim.SGD(model.parameters(), lr, momentum=momentum, weight_decay=weight_decay)
-    rng, losses = np.random.default_rng(seed), []
-    while len(losses) < steps:
-        order = rng.permutation(len(x))
-        for s in range(0, len(x) - batch_size + 1, batch_size):
-            idx = order[s:s + batch_size]
-            loss = F.cross_entropy(model(md.tensor(x[idx])), y[idx])
-            model.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            if len(losses) >= steps:
-                break
-    return losses
+    return [loss for *_, loss in sgd_steps(model, x, y, lr, steps, batch_size, momentum, weight_decay, seed)]
+
+
+def gabor(size=11, wavelength=5.0, theta=np.pi / 4, sigma=None):
+    """An oriented (size, size) Gabor filter: a cosine of ``wavelength`` pixels across direction ``theta``
+    under a Gaussian of std ``sigma`` (default size / 4); zero mean, absolute values summing to 1."""
+    sigma = sigma or size / 4
+    r = np.arange(size) - size // 2
+    X, Y = np.meshgrid(r, r)
+    g = np.exp(-(X ** 2 + Y ** 2) / (2 * sigma ** 2)) * np.cos(2 * np.pi * (X * np.cos(theta) + Y * np.sin(theta)) / wavelength)
+    g = g - g.mean()
+    return (g / np.abs(g).sum()).astype(np.float32)
+
+
+def strided_responses(image, filt, strides=(1, 2, 4)):
+    """{stride: (H', W') response of one (H, W) image to one (k, k) filter} with minidl's conv2d, no padding."""
+    x, w = md.tensor(image[None, None].astype(np.float32)), md.tensor(filt[None, None])
+    with md.no_grad():
+        return {s: F.conv2d(x, w, None, s, 0).numpy()[0, 0] for s in strides}
+
+
+def aliased_share(response, stride):
+    """The share of a stride-1 response's spectral energy (mean removed) at frequencies that a grid of
+    step ``stride`` cannot hold (|f| > 1 / (2 stride) cycles per pixel along y or x): what subsampling folds back."""
+    P = np.abs(np.fft.fft2(response - response.mean())) ** 2
+    fy, fx = np.fft.fftfreq(response.shape[0])[:, None], np.fft.fftfreq(response.shape[1])[None, :]
+    out = (np.abs(fy) > 0.5 / stride) | (np.abs(fx) > 0.5 / stride)
+    return float(P[out].sum() / P.sum())
