@@ -110,3 +110,26 @@ def test_photo_patches_are_disjoint_and_labelled():
         lessonlib.conv_net(None, depth=1)
     with pytest.raises(ValueError):
         lessonlib.SmallResNet(5, True)
+
+
+PATCHES = ("x, y = lessonlib.photo_patches(1024, 32, seed=0, gray=False, downscale=2, cols=(0, 0.7), where=True)\n"
+           "xv, yv = lessonlib.photo_patches(256, 32, seed=1, gray=False, downscale=2, cols=(0.8, 1.0), where=True)\n"
+           "m, s = x.mean(axis=(0, 2, 3), keepdims=True), x.std()\n"
+           "x, xv = (x - m) / s, (xv - m) / s\n")
+
+
+def test_zf_first_layers_as_stated():
+    """Lesson 05: on photo patches, with one head, neither first layer has dead filters, the 7x7/2 filters end
+    less distinctive than the 11x11/4 ones (and start so), both fit the training set, held-out errors are close."""
+    r = run_lessonlib(PATCHES +
+                      "z = lessonlib.zf_comparison(x, y, xv, yv, seeds=(0, 1), steps=500, lr=0.01, width=16)\n"
+                      "result = {k: {q: v[q] for q in ('train_error', 'val_error', 'dead', 'distinct', 'distinct0')}"
+                      " for k, v in z.items()}")
+    print(r)
+    big, small = r["11x11 stride 4"], r["7x7 stride 2"]
+    assert big["dead"] == [0, 0] and small["dead"] == [0, 0]
+    assert all(a > b for a, b in zip(big["distinct"], small["distinct"]))
+    assert all(a > b for a, b in zip(big["distinct0"], small["distinct0"]))
+    assert max(big["train_error"] + small["train_error"]) < 0.15
+    assert abs(np.mean(big["val_error"]) - np.mean(small["val_error"])) < 0.05
+    assert max(big["val_error"] + small["val_error"]) < 0.5            # well below chance (75%)
