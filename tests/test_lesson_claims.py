@@ -133,3 +133,35 @@ def test_zf_first_layers_as_stated():
     assert max(big["train_error"] + small["train_error"]) < 0.15
     assert abs(np.mean(big["val_error"]) - np.mean(small["val_error"])) < 0.05
     assert max(big["val_error"] + small["val_error"]) < 0.5            # well below chance (75%)
+
+
+def test_plain_vs_residual_conv_nets_as_stated():
+    """Lesson 08: the 18-layer plain conv net has higher training and held-out error than the 6-layer one in every
+    seed; with shortcuts the 18-layer net is far better than plain, and not worse than the 6-layer residual net."""
+    r = run_lessonlib(
+        "x, y, xv, yv = lessonlib.digits(1024, 256, size=16)\n"
+        "mu, sd = x.mean(), x.std()\n"
+        "x, xv = (x - mu) / sd, (xv - mu) / sd\n"
+        "runs = lessonlib.plain_vs_residual(x, y, xv, yv, depths=(6, 18), seeds=(0, 1), steps=150, lr=0.02,"
+        " batch_size=64, width=8, every=25, n_eval=128)\n"
+        "result = {k: {w: [float(np.mean(c[-2:])) for c in v[w]] for w in ('train', 'val')} for k, v in runs.items()}")
+    print(r)
+    for which in ("train", "val"):
+        p6, p18, r6, r18 = (r[k][which] for k in ("plain-6", "plain-18", "residual-6", "residual-18"))
+        assert all(b > a + 0.08 for a, b in zip(p6, p18)), (which, p6, p18)      # degradation, every seed
+        assert all(b < a - 0.2 for a, b in zip(p18, r18)), (which, p18, r18)     # the shortcuts fix it
+        assert all(b <= a + 0.05 for a, b in zip(r6, r18)), (which, r6, r18)
+
+
+def test_resnet_costs_as_tabled():
+    """Lesson 08's table: parameters of ResNet-18/34 and a bottleneck costing about a 64-channel basic block."""
+    r = run_lessonlib(
+        "from minidl import models\n"
+        "from minidl.models.resnet import BasicBlock, Bottleneck\n"
+        "result = [models.summary(models.resnet18(), (3, 224, 224)).total_params,\n"
+        "          models.summary(models.resnet34(), (3, 224, 224)).total_madds,\n"
+        "          models.summary(BasicBlock(64, 64), (64, 56, 56)).total_madds,\n"
+        "          models.summary(Bottleneck(256, 64), (256, 56, 56)).total_madds]")
+    assert r[0] == 11_689_512
+    assert abs(r[1] / 1e9 - 3.6) < 0.1
+    assert r[2] == 2 * 64 * 64 * 9 * 56 * 56 and r[3] == (256 * 64 + 64 * 64 * 9 + 64 * 256) * 56 * 56
