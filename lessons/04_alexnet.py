@@ -58,7 +58,7 @@ print(f"the three fully connected layers hold {fc:,} of them ({100 * fc / n:.0f}
 # one setting but a **map**: initial gain (0.5 = small weights, tanh nearly linear; 4 = large
 # weights, tanh mostly saturated) × learning rate.
 #
-# Fast mode: all 1,437 training digits at 16x16 (standardised), target 10%, at most 150 steps, seed
+# Fast mode: all 1,438 training digits at 16x16 (standardised), target 10%, at most 150 steps, seed
 # 0 for the map. Full mode: CIFAR-10 where it is on disk (`MINIDL_CIFAR10=/path/to/cifar-10-batches-py`;
 # 10,000 training images, target 25% as in the paper), else the same digits; seeds 0–2, up to 400 steps.
 

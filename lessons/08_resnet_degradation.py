@@ -87,7 +87,7 @@ assert check_block(MyResidualBlock)
 # and 128 held-out digits (**bold**), as on slide 49.
 #
 # Full mode: CIFAR-10 where it is on disk (`MINIDL_CIFAR10=/path/to/cifar-10-batches-py`; 16
-# channels, 20,000 training images), else all 1,437 digits; three seeds, ten times the steps.
+# channels, 20,000 training images), else all 1,438 training digits; three seeds, ten times the steps.
 
 # %%
 import matplotlib.pyplot as plt
