@@ -181,20 +181,20 @@ print(f"cells (gain, lr) where tanh never got there: {tanh_fail}")
 #
 # - With the same weights and batches, tanh reached the target in fewer steps than ReLU in most
 #   cells, and at each activation's best learning rate the tanh net was not slower.
-# - ReLU's failures are at large gain × large learning rate: ReLU is positively homogeneous, so a
+# - ReLU's failures are at large learning rates and large gains: ReLU is positively homogeneous, so a
 #   larger gain multiplies the logits and every gradient by about gain/√2 per layer (the gradient
 #   norms above grow by orders of magnitude) and the step becomes too large — it diverges or stalls.
 # - tanh saturates as the gain grows (most of its layer-1 units sit in the flat tails at gain 4),
 #   yet on this task it still trains: its gradients stay bounded, and a saturated tanh unit still
 #   passes on a useful ±1 feature to the next layer.
-# - ReLU on its own is cheaper than tanh (the last two timings), but in a net this small the
-#   activation is a small part of a step: the whole-net times per step are close.
+# - Time per step: the printout compares the two activations alone and in the whole net; in a net
+#   this small the activation is a small part of a step.
 #
 # So the slide's reason — saturation slows tanh — is real in its mechanism (the saturated fraction
 # and the small tanh gradients are measured above) but it did not make tanh slower on small, easy,
 # standardised data. The paper's setting differs in ways we did not reproduce: CIFAR-10 photos
-# trained for many epochs (full mode uses them where they are on disk), its own initialisation
-# (fixed std 0.01, not tied to the fan-in) and no input standardisation. What ReLU gives
+# trained for many epochs (full mode uses them where they are on disk), AlexNet's initialisation
+# (a fixed std of 0.01, not tied to the fan-in) and inputs with only the mean removed. What ReLU gives
 # regardless — no vanishing slope for large inputs, a cheap step, and with std √(2/fan_in) (He et
 # al. 2015) a signal whose scale survives many layers — is what made 20- to 150-layer nets
 # trainable (lesson 08).
