@@ -82,7 +82,7 @@ assert check_block(MyResidualBlock)
 # `lessonlib.SmallResNet` is a 3x3 conv stem (BN, ReLU, 2x2 max-pool), then basic blocks like the
 # one above (`models.resnet.BasicBlock`, 8 channels), global average pooling and a linear
 # classifier; the plain net is the same stack without the additions. Shallow and deep nets of each
-# kind train on the same 1,024 digits (16x16, standardised) with the same batches (64), SGD lr
+# kind train on the same 1,024 digits (12x12, standardised) with the same batches (32), SGD lr
 # 0.02, momentum 0.9, seeds 0 and 1; every 25 steps we score 128 training digits (**thin** lines)
 # and 128 held-out digits (**bold**), as on slide 49.
 #
@@ -97,13 +97,13 @@ if cif is not None:
     xtr, ytr, xva, yva = cif
     data_name, width = "CIFAR-10", 16
 else:
-    xtr, ytr, xva, yva = digits(pick(1024, None), pick(256, None), size=16)
-    data_name, width = "digits 16x16", 8
+    xtr, ytr, xva, yva = digits(pick(1024, None), pick(256, None), size=12)
+    data_name, width = "digits 12x12", 8
 mu, sd = xtr.mean(), xtr.std()
 xtr, xva = ((xtr - mu) / sd).astype(np.float32), ((xva - mu) / sd).astype(np.float32)
 depths, seeds = pick((6, 18), (6, 18)), pick((0, 1), (0, 1, 2))
 steps, every = pick(150, 1500), pick(25, 100)
-runs = plain_vs_residual(xtr, ytr, xva, yva, depths=depths, seeds=seeds, steps=steps, lr=0.02, batch_size=64,
+runs = plain_vs_residual(xtr, ytr, xva, yva, depths=depths, seeds=seeds, steps=steps, lr=0.02, batch_size=32,
                          width=width, every=every, n_eval=pick(128, 512))
 for k, r in runs.items():
     print(f"{k:12s} final training error " + ", ".join(f"{100 * c[-1]:5.1f}%" for c in r["train"])
