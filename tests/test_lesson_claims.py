@@ -137,7 +137,7 @@ def test_zf_first_layers_as_stated():
 
 def test_plain_vs_residual_conv_nets_as_stated():
     """Lesson 08: the 18-layer plain conv net has higher training and held-out error than the 6-layer one in every
-    seed; with shortcuts the 18-layer net is far better than plain, and not worse than the 6-layer residual net."""
+    seed; with shortcuts the 18-layer net is far better than plain, and ahead of the 6-layer residual net."""
     r = run_lessonlib(
         "x, y, xv, yv = lessonlib.digits(1024, 256, size=12)\n"
         "mu, sd = x.mean(), x.std()\n"
@@ -150,7 +150,7 @@ def test_plain_vs_residual_conv_nets_as_stated():
         p6, p18, r6, r18 = (r[k][which] for k in ("plain-6", "plain-18", "residual-6", "residual-18"))
         assert all(b > a + 0.08 for a, b in zip(p6, p18)), (which, p6, p18)      # degradation, every seed
         assert all(b < a - 0.2 for a, b in zip(p18, r18)), (which, p18, r18)     # the shortcuts fix it
-        assert all(b <= a + 0.05 for a, b in zip(r6, r18)), (which, r6, r18)
+        assert all(b < a for a, b in zip(r6, r18)), (which, r6, r18)            # deep residual even ahead
 
 
 def test_resnet_costs_as_tabled():
