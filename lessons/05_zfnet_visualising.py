@@ -46,7 +46,7 @@ print("fast mode" if FAST else "full mode")
 # download. We shrink them to half size and cut 32x32 patches (flat ones, such as clear sky,
 # skipped). The task is a synthetic label, stated plainly: **where does the patch come from** —
 # which photo, upper or lower half (4 classes). It needs colour, texture and edges, and a small net
-# can learn it to convergence in seconds. Training patches come from the left 70% of each photo,
+# fits its training set in a few hundred steps. Training patches come from the left 70% of each photo,
 # held-out patches from the right 20%, so the two sets share no pixel.
 #
 # Full mode: where CIFAR-10 is on disk (`MINIDL_CIFAR10=/path/to/cifar-10-batches-py`) the same two
