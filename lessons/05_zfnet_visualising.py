@@ -67,7 +67,7 @@ xtr, xva = (xtr_raw - mean) / std, (xva_raw - mean) / std      # the nets see st
 print(f"{data_name}: {len(xtr)} training, {len(xva)} held-out images {xtr.shape[1:]}; classes per set "
       f"{np.bincount(ytr).tolist()} / {np.bincount(yva).tolist()}")
 pics = photos()
-fig, axes = plt.subplots(1, 3, figsize=(15, 5.8), gridspec_kw={"width_ratios": [1.5, 1.5, 1]})
+fig, axes = plt.subplots(1, 3, figsize=(18, 6), gridspec_kw={"width_ratios": [1.5, 1.5, 1]})
 for ax, pic, name in zip(axes, pics, ("china.jpg", "flower.jpg")):
     ax.imshow(pic); ax.set_title(f"{name}: patch centres left of the first line train, right of the second are held out", fontsize=9)
     h, w = pic.shape[:2]
