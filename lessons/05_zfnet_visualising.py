@@ -20,15 +20,18 @@
 # what the units respond to. Their **deconvnet** runs the layers in reverse: unpool with the
 # switches recorded by max-pooling, rectify, and filter with the transposed weights, down to the
 # pixels. Looking at AlexNet's first layers they changed conv1 from 11x11 stride 4 to **7x7
-# stride 2**: fewer dead filters, more distinct ones, less aliasing in layer 2.
+# stride 2** (slides 21–22): more distinctive filters, fewer dead ones, and no aliasing from the
+# coarse stride in layer 2.
 #
-# Here: two small nets that differ only in their first layer are trained side by side; we compare
-# their filters, then project units back to pixels and collect the top-9 patches of a unit.
+# Here: two small nets that differ **only** in their first layer, with the same head, trained on
+# natural images; we compare their filters over seeds, show aliasing on a real photo, and project
+# units back to pixels next to the patch they came from.
 
 # %%
 import os, sys
 sys.path.insert(0, os.path.abspath(".."))     # minidl from this checkout, even without pip install -e .
 import numpy as np
+import matplotlib.pyplot as plt
 import minidl as md
 from minidl import nn, functional as F, models
 from minidl.testing import check_layer
@@ -36,99 +39,207 @@ from lessonlib import FAST, pick, digits, train, error_of, smooth, show
 md.manual_seed(0)
 print("fast mode" if FAST else "full mode")
 
+# %% [markdown]
+# ## The data: patches of real photographs
+#
+# scikit-learn ships two photographs (`china.jpg`, a temple, and `flower.jpg`, 427x640 RGB); no
+# download. We shrink them to half size and cut 32x32 patches (flat ones, such as clear sky,
+# skipped). The task is a synthetic label, stated plainly: **where does the patch come from** —
+# which photo, upper or lower half (4 classes). It needs colour, texture and edges, and a small net
+# fits its training set in a few hundred steps. Training patches come from the left 70% of each photo,
+# held-out patches from the right 20%, so the two sets share no pixel.
+#
+# Full mode: where CIFAR-10 is on disk (`MINIDL_CIFAR10=/path/to/cifar-10-batches-py`) the same two
+# nets are trained on its 10 real classes (32x32 photos) instead; else more patches, longer.
+
 # %%
-from minidl.visualize import filter_grid, feature_grid, feature_maps, layer_outputs, Deconvnet, top_patches, receptive_field, line_plot
-xtr, ytr, xva, yva = digits(pick(512, None), pick(256, None))
+from lessonlib import photos, photo_patches, zf_comparison, filter_stats, ZF_FIRST, cifar10
+cif = None if FAST else cifar10(10000, 2000)
+if cif is not None:
+    xtr_raw, ytr, xva_raw, yva = cif
+    data_name = "CIFAR-10"
+else:
+    xtr_raw, ytr = photo_patches(pick(1024, 4096), 32, seed=0, gray=False, downscale=2, cols=(0, 0.7), where=True)
+    xva_raw, yva = photo_patches(pick(256, 1024), 32, seed=1, gray=False, downscale=2, cols=(0.8, 1.0), where=True)
+    data_name = "photo patches"
+mean, std = xtr_raw.mean(axis=(0, 2, 3), keepdims=True), xtr_raw.std()
+xtr, xva = (xtr_raw - mean) / std, (xva_raw - mean) / std      # the nets see standardised pixels
+print(f"{data_name}: {len(xtr)} training, {len(xva)} held-out images {xtr.shape[1:]}; classes per set "
+      f"{np.bincount(ytr).tolist()} / {np.bincount(yva).tolist()}")
+pics = photos()
+fig, axes = plt.subplots(1, 3, figsize=(18, 6), gridspec_kw={"width_ratios": [1.5, 1.5, 1]})
+for ax, pic, name in zip(axes, pics, ("china.jpg", "flower.jpg")):
+    ax.imshow(pic); ax.set_title(f"{name}: patch centres left of the first line train, right of the second are held out", fontsize=9)
+    h, w = pic.shape[:2]
+    for f in (0.7 * (w - 64) + 32, 0.8 * (w - 64) + 32):
+        ax.axvline(f, color="yellow", lw=2)
+    ax.axhline(h / 2, color="white", lw=1, ls="--"); ax.axis("off")
+from minidl.visualize.filters import tile
+axes[2].imshow(tile(np.stack([(255 * p.transpose(1, 2, 0)).astype(np.uint8) for p in xtr_raw[:16]]), ncols=4, scale=4))
+axes[2].set_title("16 training patches (32x32)"); axes[2].axis("off")
+fig.tight_layout(); plt.show()
 
-def zf_style(k1, s1, p1, width=pick(16, 32)):
-    md.manual_seed(0)
-    side = (32 + 2 * p1 - k1) // s1 + 1
-    side = (side - 3) // 2 + 1
-    return nn.Sequential(nn.Conv2d(1, width, k1, stride=s1, padding=p1), nn.ReLU(), nn.MaxPool2d(3, 2),
-                         nn.Conv2d(width, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(32 * (side // 2) ** 2, 10))
+# %% [markdown]
+# ## Two first layers, one head
+#
+# `lessonlib.zf_pair_net`: conv1 (16 filters, **11x11 stride 4** or **7x7 stride 2**) → ReLU →
+# max-pool 3/2 → conv 3x3 (32) → ReLU → **adaptive average pool to 4x4** → linear. Whatever size
+# the first layer leaves, the classifier gets the same 512 features: the two nets differ in conv1
+# only. Same batches, lr 0.01, momentum 0.9, weight decay 5e-4, per seed the same random stream.
+# "Converged" is checked, not assumed: the training loss of the last 10% of the steps against the
+# 10% before them.
 
-nets = {"11x11 stride 4": zf_style(11, 4, 2), "7x7 stride 2": zf_style(7, 2, 1)}
-hist = {}
-for name, net in nets.items():
-    hist[name] = train(net, xtr, ytr, epochs=pick(3, 10), lr=0.03, batch_size=32, x_val=xva, y_val=yva)
-    print(f"{name}: held-out error {100 * hist[name]['val_error'][-1]:.1f}%  ({hist[name]['seconds']:.1f} s)")
-show(line_plot({k: h["val_error"] for k, h in hist.items()}, title="held-out error", xlabel="epoch"))
+# %%
+seeds = pick((0, 1), (0, 1, 2))
+steps = pick(500, 3000)
+zf = zf_comparison(xtr, ytr, xva, yva, seeds=seeds, steps=steps, lr=0.01, width=16)
+fig, ax = plt.subplots(figsize=(10, 5))
+for k, (name, r) in enumerate(zf.items()):
+    for i, l in enumerate(r["loss"]):
+        ax.plot(smooth(l, 25), color=f"C{k}", lw=1.5, alpha=0.8, label=name if i == 0 else None)
+ax.set(xlabel="step", ylabel="training loss (running mean of 25 steps)", title=f"{data_name}: training loss, seeds {seeds}")
+ax.legend(); fig.tight_layout(); plt.show()
+tenth = max(1, steps // 10)
+for name, r in zf.items():
+    drift = [100 * (np.mean(l[-2 * tenth:-tenth]) - np.mean(l[-tenth:])) / np.mean(l[-2 * tenth:-tenth]) for l in r["loss"]]
+    print(f"{name:15s} training error " + ", ".join(f"{100 * e:.1f}%" for e in r["train_error"])
+          + "   held-out error " + ", ".join(f"{100 * e:.1f}%" for e in r["val_error"])
+          + "   loss fell by " + ", ".join(f"{d:.0f}%" for d in drift) + " over the last tenth")
 
 # %% [markdown]
 # ## Layer-1 filters
 #
-# Each tile is one filter, stretched to the full grey range on its own. A filter that is still
-# close to its random start looks like noise; trained ones show strokes and edges.
+# Each tile is one RGB filter of seed 0, stretched to the full range on its own. conv1 starts from
+# small random weights (std 0.01, AlexNet's choice), so what the tiles show is mostly what training
+# put there: colour-opponent blobs and bands — at this budget not yet the crisp oriented edges of
+# ZF's Figure 5, which took days of ImageNet.
 
 # %%
-for name, net in nets.items():
-    print(name)
-    show(filter_grid(net[0].weight, ncols=8, scale=pick(4, 6)))
-
+from minidl.visualize import filter_grid
+fig, axes = plt.subplots(1, 2, figsize=(12, 6.2))
+for ax, (name, r) in zip(axes, zf.items()):
+    ax.imshow(filter_grid(r["nets"][0][0].weight, ncols=4, scale=1, padding=1), interpolation="nearest")
+    ax.set_title(f"{name}: dead {r['dead'][0]} of 16, distinctiveness {r['distinct'][0]:.3f}"); ax.axis("off")
+fig.tight_layout(); plt.show()
 
 # %% [markdown]
-# Two numbers for the slide's claims. A filter is **dead** when its unit is zero (after the ReLU)
-# on every held-out image; **distinctiveness** is 1 minus the mean |cosine similarity| between
-# pairs of filters (1 = all different directions). Random vectors of 121 numbers are closer to
-# orthogonal than random vectors of 49, so the 11x11 filters score higher before any training:
-# compare each net with its own starting point (`zf_style` is seeded, so calling it again rebuilds
-# the initial weights).
+# Two numbers for slide 21's claims, per seed. A filter is **dead** when its unit is zero (after the
+# ReLU) on every held-out image; **distinctiveness** is 1 minus the mean |cosine similarity| over
+# all pairs of filters (1: all mutually orthogonal). Random vectors of 363 numbers (11x11x3) are
+# closer to orthogonal than random vectors of 147 (7x7x3), so the 11x11 filters score higher
+# before any training: compare each net with its own starting point too.
 
 # %%
-def dead_and_distinct(net):
-    acts = layer_outputs(net, xva, ["1"])["1"]        # layer-1 activations after the ReLU, all held-out images
-    dead = int((acts.max(axis=(0, 2, 3)) <= 0).sum())
-    w = net[0].weight.numpy().reshape(net[0].weight.shape[0], -1)
-    w = w / np.linalg.norm(w, axis=1, keepdims=True)
-    cos = np.abs(w @ w.T)[np.triu_indices(len(w), 1)]
-    return dead, 1 - cos.mean()
-
-starts = {"11x11 stride 4": zf_style(11, 4, 2), "7x7 stride 2": zf_style(7, 2, 1)}
-for name, net in nets.items():
-    (d0, s0), (d1, s1) = dead_and_distinct(starts[name]), dead_and_distinct(net)
-    print(f"{name:15s} dead filters {d0} -> {d1} of {net[0].weight.shape[0]}, distinctiveness {s0:.3f} -> {s1:.3f} "
-          f"(initial -> trained)")
+for name, r in zf.items():
+    print(f"{name:15s} dead filters (init -> trained) " + ", ".join(f"{a} -> {b}" for a, b in zip(r["dead0"], r["dead"]))
+          + "   distinctiveness " + ", ".join(f"{a:.3f} -> {b:.3f}" for a, b in zip(r["distinct0"], r["distinct"])))
+d11, d7 = np.mean(zf["11x11 stride 4"]["distinct"]), np.mean(zf["7x7 stride 2"]["distinct"])
+v11, v7 = np.mean(zf["11x11 stride 4"]["val_error"]), np.mean(zf["7x7 stride 2"]["val_error"])
+print(f"mean over seeds: distinctiveness 11x11/4 {d11:.3f}, 7x7/2 {d7:.3f}; dead {np.mean(zf['11x11 stride 4']['dead']):.1f} vs "
+      f"{np.mean(zf['7x7 stride 2']['dead']):.1f}; held-out error {100 * v11:.1f}% vs {100 * v7:.1f}%")
 
 # %% [markdown]
-# **What we measured** (fast mode, seeds 0–2, outside the notebook): dead filters 0–1 of 16 in
-# both nets, and distinctiveness falls by about the same amount in both (0.02–0.05) as the filters
-# pick up shared strokes. So the slide's "fewer dead, more distinctive filters" is **not shown** at
-# this scale: the paper saw it in 96 filters trained for days on ImageNet photos. What does show,
-# in every seed, is the held-out error: about 17–45% with 7x7 stride 2 against 56–71% with 11x11
-# stride 4. On 32x32 digits the coarse stride leaves a 7x7 map after conv1 (16x16 with stride 2),
-# and whatever falls between the samples is lost — the aliasing ZF pointed to in AlexNet's layer 2.
-# Full mode (no MINIDL_FAST) trains longer on all digits.
+# **What we measured** (the numbers above; `tests/test_lesson_claims.py` pins the fast-mode
+# pattern): neither net has a dead filter, in any seed, and the 7x7/2 filters end *less*
+# distinctive than the 11x11/4 ones — they start less distinctive (fewer numbers per filter) and
+# lose more of it in training. The held-out errors are close, and which net is better changes
+# from seed to seed. So slide 21's "more distinctive, fewer dead" is **not reproduced** at this
+# scale, and the training-loss drift printed above says the fast runs are near, not at,
+# convergence (full mode trains six times longer). ZF saw the effect in AlexNet's 96 filters of
+# 11x11 after long ImageNet training at a learning rate large enough to switch units off for
+# good; a 16-filter net with small steps on a few hundred patches never enters that regime.
+# What the smaller stride does for sure is a matter of sampling, and that needs no training:
+
+# %% [markdown]
+# ## Aliasing, shown directly
 #
-# ## Feature maps and the deconvnet
-#
-# The feature maps of layer 2 (after its ReLU) for one digit, then the deconvnet projection of the
-# strongest unit of layer 1 and of layer 2 back to pixels (grey = 0, light = positive).
+# Slide 22: with stride 4 the first layer's output is sampled too coarsely for what its filters
+# pass, and layer 2 sees *aliases* — fine patterns folded into false coarse ones. A fixed filter
+# makes this visible without any training: an oriented Gabor filter (11x11, wavelength 5 pixels,
+# 45°) over the full-size temple photo, its output computed at stride 1, 2 and 4 (`F.conv2d`).
+# A grid of step s can only hold frequencies up to 1/(2s) cycles per pixel (Nyquist); the filter
+# passes about 0.2 cycles per pixel (0.14 along each axis), inside stride 2's limit (0.25) and
+# outside stride 4's (0.125). The spectra below are of each output, in cycles per *input* pixel.
 
 # %%
-net = nets["7x7 stride 2"]
-img = xva[0]
-show(feature_grid(feature_maps(net, img, 4), ncols=8, scale=4))
-dn = Deconvnet(net[:6])
-for layer in (1, 4):
-    r = dn.project(img, layer)
-    print(r)
-    show(r.image(scale=4))
+from lessonlib import gabor, strided_responses, aliased_share
+gray = photos(gray=True)[0]
+g = gabor(11, 5.0, np.pi / 4)
+resp = strided_responses(gray, g, (1, 2, 4))
+share = {s: aliased_share(resp[1], s) for s in (2, 4)}
+fig, axes = plt.subplots(2, 3, figsize=(15, 9.5))
+e = np.add.reduceat(np.add.reduceat(resp[1] ** 2, np.arange(0, 417 - 120, 8), axis=0), np.arange(0, 630 - 180, 8), axis=1)
+i, j = np.unravel_index(int(np.argmax(e)), e.shape)
+box = (8 * i // 4 * 4, 8 * j // 4 * 4, 120, 180)     # the 120x180 region (top, left, h, w) with the most response energy
+for k, st in enumerate((1, 2, 4)):
+    r = resp[st]
+    t, l, hh, ww = (v // st for v in box)
+    axes[0, k].imshow(r[t:t + hh, l:l + ww], cmap="gray", interpolation="nearest",
+                      extent=(box[1], box[1] + box[3], box[0] + box[2], box[0]))
+    axes[0, k].set_title(f"filter output, stride {st} ({r.shape[0]}x{r.shape[1]})" +
+                         (f"\n{100 * share[st]:.1f}% of the energy is above this grid's limit" if st > 1 else ""))
+    P = np.fft.fftshift(np.abs(np.fft.fft2(r - r.mean())) ** 2)
+    lim = 0.5 / st
+    axes[1, k].imshow(np.log10(P + 1e-12 * P.max()), cmap="magma", extent=(-lim, lim, lim, -lim))
+    for s2, c in ((2, "cyan"), (4, "lime")):
+        if st == 1:
+            q = 0.5 / s2
+            axes[1, k].plot([-q, q, q, -q, -q], [-q, -q, q, q, -q], color=c, lw=1.5, label=f"stride {s2} limit")
+    axes[1, k].plot([0.14, -0.14], [0.14, -0.14], "wo", mfc="none", ms=12, label="the filter's frequency")
+    axes[1, k].set(xlabel="cycles per input pixel (x)", ylabel="(y)", title=f"log power spectrum, stride {st}")
+    axes[1, k].legend(fontsize=8, loc="lower left")
+fig.tight_layout(); plt.show()
+print(f"share of the stride-1 output's energy that a stride-2 grid folds back: {100 * share[2]:.1f}%, "
+      f"a stride-4 grid: {100 * share[4]:.1f}%")
+
+# %% [markdown]
+# At stride 4 the filter's peak (white circles at ±0.14) lies outside the spectrum's range and shows
+# up folded, at a wrong, lower frequency: the stripes in the top-right panel run in a false
+# direction at a false spacing. Stride 2 keeps them. This is why ZF's smaller stride gave cleaner
+# layer-2 features: whatever layer 1 passes above the grid's limit arrives in layer 2 as a
+# different, false pattern.
+#
+# ## The deconvnet, next to its input
+#
+# For one held-out patch, both nets: the patch, then the deconvnet projection (`minidl.visualize.Deconvnet`)
+# of the strongest unit of layer 1 (conv1 after ReLU) and of layer 2 (conv2 after ReLU) back to
+# pixels (grey = 0). The projection shows which pixels, in which colours, drove the unit.
+
+# %%
+from minidl.visualize import Deconvnet, top_patches, receptive_field
+idx = int(np.argmax(xva_raw.std(axis=(1, 2, 3))))           # the most textured held-out patch
+fig, axes = plt.subplots(2, 3, figsize=(12, 8.5))
+for row, (name, r) in enumerate(zf.items()):
+    dn = Deconvnet(r["nets"][0][:5])
+    axes[row, 0].imshow(xva_raw[idx].transpose(1, 2, 0), interpolation="nearest")
+    axes[row, 0].set_title(f"{name}: input patch {idx}")
+    for col, layer in ((1, 1), (2, 4)):
+        pr = dn.project(xva[idx], layer)
+        axes[row, col].imshow(pr.image(), interpolation="nearest")
+        axes[row, col].set_title(f"layer {1 if layer == 1 else 2}, channel {pr.channel} at {pr.position}")
+for ax in axes.flat:
+    ax.axis("off")
+fig.tight_layout(); plt.show()
 
 # %% [markdown]
 # ### Top-9 patches of a layer-2 unit
 #
-# Over the held-out set, the nine images where one channel of layer 2 responds most, each cropped
-# to the unit's receptive field — and next to them the deconvnet projections of the same units.
+# Over the held-out set, the nine patches where one channel of layer 2 (7x7/2 net, seed 0)
+# responds most, each cropped to the unit's receptive field, and next to them the deconvnet
+# projections of the same nine units.
 
 # %%
-field = receptive_field(net[:6])[4]
+net = zf["7x7 stride 2"]["nets"][0]
+dn = Deconvnet(net[:5])
+field = receptive_field(net[:5])[4]
 print(field)
-r = dn.project(img, 4)
-tp = top_patches(net[:6], xva, layer=4, channel=r.channel, k=9)
+ch = dn.project(xva[idx], 4).channel
+tp = top_patches(net[:5], xva, layer=4, channel=ch, k=9)
 print("scores:", np.round(tp.scores, 2))
-show(tp.grid(scale=3), tp.deconv_grid(scale=3))
-
+fig, axes = plt.subplots(1, 2, figsize=(12, 6.2))
+for ax, im, title in zip(axes, (tp.grid(scale=4), tp.deconv_grid(scale=4)), (f"top-9 patches, channel {ch}", "their deconvnet projections")):
+    ax.imshow(im, interpolation="nearest"); ax.set_title(title); ax.axis("off")
+fig.tight_layout(); plt.show()
 
 # %% [markdown]
 # ## Exercise: max-pooling with switches

@@ -93,144 +93,361 @@ def show(*images):
 
 
 # ------------------------------------------------------------------------------------------------
-# Small fully connected experiments (lessons 04 and 08): fast enough to repeat over seeds on 2 CPU cores.
+# Training loops shared by the experiments of lessons 04, 05 and 08.
 
-def flat_digits(n=None, size=16, seed=0):
-    """(x, y): n training digits flattened to (n, size*size) and standardised (mean 0, std 1 over all pixels)."""
-    x, y, _, _ = digits(n, 1, size=size, seed=seed)
-    x = x.reshape(len(x), -1)
-    return ((x - x.mean()) / x.std()).astype(np.float32), y
+def sgd_steps(model, x, y, lr, max_steps, batch_size=32, momentum=0.9, weight_decay=0.0, seed=0):
+    """Take up to ``max_steps`` SGD steps on shuffled mini-batches of (x, y).
 
-
-class BatchNorm1d(md.nn.Module):
-    """Batch norm over the batch axis of (N, C) features (F.batch_norm, as BatchNorm2d does for maps)."""
-
-    def __init__(self, num_features, eps=1e-5, momentum=0.1):
-        super().__init__()
-        self.eps, self.momentum = eps, momentum
-        self.weight = md.nn.Parameter(np.ones(num_features, dtype=np.float32))
-        self.bias = md.nn.Parameter(np.zeros(num_features, dtype=np.float32))
-        self.register_buffer("running_mean", np.zeros(num_features, dtype=np.float32))
-        self.register_buffer("running_var", np.ones(num_features, dtype=np.float32))
-
-    def forward(self, x):
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                            self.training, self.momentum, self.eps)
-
-
-def mlp(act, depth, width, in_features=256, classes=10, gain=2 ** 0.5, seed=0):
-    """depth hidden layers Linear -> act, then a linear classifier; weights N(0, gain^2 / fan_in), biases 0.
-
-    The same initialisation for every activation: only ``act`` differs between two nets of one seed.
+    Yields (step, batch indices, output, loss) after each update; the output is the one the
+    update was computed from (so a training error can be scored without another forward pass).
     """
-    rng = np.random.default_rng(seed)
-    layers, d = [], in_features
-    for out in [width] * depth + [classes]:
-        lin = md.nn.Linear(d, out)
-        lin.weight.data[...] = (rng.standard_normal((out, d)) * gain / np.sqrt(d)).astype(np.float32)
-        lin.bias.data[...] = 0
-        layers += [lin, act()] if out != classes or len(layers) < 2 * depth else [lin]
-        d = out
-    return md.nn.Sequential(*layers)
-
-
-def sgd_steps(model, x, y, lr, max_steps, batch_size=32, momentum=0.9, seed=0):
-    """Take up to ``max_steps`` SGD steps on shuffled mini-batches of (x, y); yields the step count."""
-    opt = optim.SGD(model.parameters(), lr, momentum=momentum)
+    opt = optim.SGD(model.parameters(), lr, momentum=momentum, weight_decay=weight_decay)
     rng = np.random.default_rng(seed)
     step = 0
     while step < max_steps:
         order = rng.permutation(len(x))
         for s in range(0, len(x) - batch_size + 1, batch_size):
             idx = order[s:s + batch_size]
-            loss = F.cross_entropy(model(md.tensor(x[idx])), y[idx])
+            out = model(md.tensor(x[idx]))
+            loss = F.cross_entropy(out, y[idx])
             model.zero_grad()
             loss.backward()
             opt.step()
             step += 1
-            yield step
+            yield step, idx, out, loss.item()
             if step >= max_steps:
                 return
 
 
-def steps_to_error(model, x, y, target, lr, max_steps=800, batch_size=32, momentum=0.9, every=10, seed=0):
-    """SGD steps until the training error on (x, y) is <= target (checked every ``every`` steps); None if never."""
-    for step in sgd_steps(model, x, y, lr, max_steps, batch_size, momentum, seed):
-        if step % every == 0 and error_of(model, x, y) <= target:
-            return step
-    return None
+# ------------------------------------------------------------------------------------------------
+# Natural images: scikit-learn's two sample photographs (china.jpg, flower.jpg, 427x640 RGB), read
+# from its package folder with Pillow (importing sklearn.datasets takes seconds), nothing downloaded.
 
-
-def relu_vs_tanh(lrs=(0.003, 0.01, 0.03), seeds=(0, 1, 2), depth=6, width=64, n=512, target=0.02, max_steps=800):
-    """Steps each activation needs to reach ``target`` training error: {(act, lr): [steps per seed]}.
-
-    Same data, architecture, initialisation (per seed) and learning rate for both; only the non-linearity differs.
-    """
-    x, y = flat_digits(n)
-    out = {}
-    for lr in lrs:
-        for name, act in (("ReLU", md.nn.ReLU), ("tanh", md.nn.Tanh)):
-            out[(name, lr)] = [steps_to_error(mlp(act, depth, width, x.shape[1], seed=s), x, y, target, lr,
-                                              max_steps=max_steps, seed=s) for s in seeds]
+def photos(gray=False):
+    """[china, flower] as float32 arrays in [0, 1]: (427, 640, 3), or (427, 640) luminance with gray=True."""
+    import importlib.util
+    from PIL import Image
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None:
+        raise ImportError("the sample photos come with scikit-learn: pip install scikit-learn")
+    out = []
+    for name in ("china.jpg", "flower.jpg"):
+        path = next((os.path.join(f, "datasets", "images", name) for f in spec.submodule_search_locations
+                     if os.path.isfile(os.path.join(f, "datasets", "images", name))), None)
+        if path is None:
+            raise FileNotFoundError(f"photos: scikit-learn's sample image {name} is not in {spec.submodule_search_locations}")
+        im = Image.open(path).convert("L" if gray else "RGB")
+        out.append(np.asarray(im, dtype=np.float32) / 255.0)
     return out
 
 
-class DenseBlock(md.nn.Module):
-    """Two Linear -> BatchNorm layers with a ReLU between; with ``shortcut`` the input is added before the last ReLU.
+def photo_patches(n, size, seed=0, gray=True, downscale=1, min_std=0.08, rows=(0.0, 1.0), cols=(0.0, 1.0),
+                  where=False):
+    """n random square patches (n, C, size, size) cut from the two photos, float32 in [0, 1].
 
-    The fully connected twin of ResNet's basic block (and, with shortcut=False, of the plain net's block).
+    Half come from each photo. Patches flatter than ``min_std`` (sky, blurred background) are
+    skipped. ``downscale`` shrinks the photos first (more scene per patch); ``rows`` restricts the
+    patch's top-left corner to a band of the photo's height (fractions), ``cols`` to a band of its
+    width, so two calls can cut disjoint sets. where=True also returns a label per patch:
+    2 * photo + (1 if the patch's centre is in the lower half of its photo), four classes.
+    """
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    pics = photos(gray)
+    if downscale != 1:
+        pics = [np.asarray(Image.fromarray((255 * p).astype(np.uint8)).resize(
+            (p.shape[1] // downscale, p.shape[0] // downscale), Image.BILINEAR), dtype=np.float32) / 255.0 for p in pics]
+    out, labels = [], []
+    while len(out) < n:
+        k = len(out) % 2
+        p = pics[k]
+        h, w = p.shape[:2]
+        lo, hi = int(rows[0] * (h - size)), max(int(rows[0] * (h - size)) + 1, int(rows[1] * (h - size)))
+        clo, chi = int(cols[0] * (w - size)), max(int(cols[0] * (w - size)) + 1, int(cols[1] * (w - size)))
+        i, j = rng.integers(lo, hi), rng.integers(clo, chi)
+        patch = p[i:i + size, j:j + size]
+        if patch.std() < min_std:
+            continue
+        out.append(patch[None] if gray else patch.transpose(2, 0, 1))
+        labels.append(2 * k + int(i + size / 2 >= h / 2))
+    x = np.stack(out).astype(np.float32)
+    return (x, np.array(labels, dtype=np.int64)) if where else x
+
+
+def standardise(x, ref=None):
+    """(x - mean) / std with the mean and std of ``ref`` (default x itself), per channel."""
+    ref = x if ref is None else ref
+    m, s = ref.mean(axis=(0, 2, 3), keepdims=True), ref.std(axis=(0, 2, 3), keepdims=True)
+    return ((x - m) / s).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------
+# Lesson 04: ReLU vs tanh on a small conv net (the paper's Figure 1 in miniature).
+
+def conv_net(act, gain=1.0, depth=4, width=16, side=16, in_channels=1, classes=4, seed=0):
+    """``depth`` weight layers: depth-1 convolutions (5x5 first, then 3x3, 'same' padding), each
+    followed by ``act``, a 2x2 max-pool after the first three, then a linear classifier.
+
+    Weights N(0, gain^2 / fan_in), biases 0, from ``seed``: two nets of one seed and gain start
+    from the same numbers whatever their activation. The classifier always gets gain 1.
+    """
+    if depth < 2:
+        raise ValueError(f"conv_net: depth must be >= 2 (convolutions + classifier), got {depth}")
+    rng = np.random.default_rng(seed)
+    layers, c, s = [], in_channels, side
+    for i in range(depth - 1):
+        k = 5 if i == 0 else 3
+        conv = md.nn.Conv2d(c, width, k, padding=k // 2)
+        conv.weight.data[...] = (rng.standard_normal(conv.weight.shape) * gain / np.sqrt(c * k * k)).astype(np.float32)
+        conv.bias.data[...] = 0
+        layers += [conv, act()]
+        if i < 3 and s >= 2:
+            layers.append(md.nn.MaxPool2d(2))
+            s //= 2
+        c = width
+    lin = md.nn.Linear(c * s * s, classes)
+    lin.weight.data[...] = (rng.standard_normal(lin.weight.shape) / np.sqrt(lin.in_features)).astype(np.float32)
+    lin.bias.data[...] = 0
+    return md.nn.Sequential(*layers, md.nn.Flatten(), lin)
+
+
+def steps_to_running_error(model, x, y, target, lr, max_steps=300, batch_size=32, momentum=0.9, window=10, seed=0):
+    """SGD steps until the training error of the last ``window`` mini-batches (each scored just before
+    its update, as a training curve is usually drawn) is <= target; (steps or None, seconds per step)."""
+    wrong, t0, step = [], time.perf_counter(), 0
+    for step, idx, out, loss in sgd_steps(model, x, y, lr, max_steps, batch_size, momentum, seed=seed):
+        wrong.append(float((out.numpy().argmax(axis=1) != y[idx]).mean()))
+        if not np.isfinite(loss):
+            break
+        if len(wrong) >= window and np.mean(wrong[-window:]) <= target:
+            return step, (time.perf_counter() - t0) / step
+    return None, (time.perf_counter() - t0) / max(step, 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Lesson 08: plain vs residual conv nets (the CIFAR nets of He et al. in miniature).
+
+class SmallResNet(md.nn.Module):
+    """``depth`` weight layers: a 3x3 conv stem (+BN, ReLU, 2x2 max-pool), (depth-2)/2 basic blocks of
+    constant ``width`` (models.resnet.BasicBlock; plain when shortcut=False), global average pool, FC.
+
+    The CIFAR ResNets' recipe (He et al. section 4.2) at one stage and a quarter of the width, so that
+    four nets train over seeds in seconds; the input (N, in_channels, S, S) is pooled to S/2 first.
     """
 
-    def __init__(self, width, shortcut=True):
+    def __init__(self, depth, shortcut, width=8, in_channels=1, classes=10):
         super().__init__()
-        self.fc1, self.bn1 = md.nn.Linear(width, width, bias=False), BatchNorm1d(width)
-        self.fc2, self.bn2 = md.nn.Linear(width, width, bias=False), BatchNorm1d(width)
-        self.shortcut = shortcut
+        from minidl.models.resnet import BasicBlock
+        from minidl.models._common import init_conv_kaiming
+        if depth < 4 or depth % 2:
+            raise ValueError(f"SmallResNet: depth must be even and >= 4, got {depth}")
+        self.stem = md.nn.Sequential(md.nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+                                     md.nn.BatchNorm2d(width), md.nn.ReLU(), md.nn.MaxPool2d(2))
+        self.blocks = md.nn.Sequential(*[BasicBlock(width, width, shortcut=shortcut) for _ in range((depth - 2) // 2)])
+        self.pool, self.flatten = md.nn.AdaptiveAvgPool2d((1, 1)), md.nn.Flatten()
+        self.fc = md.nn.Linear(width, classes)
+        init_conv_kaiming(self)
 
     def forward(self, x):
-        out = self.bn2(self.fc2(F.relu(self.bn1(self.fc1(x)))))
-        return F.relu(out + x if self.shortcut else out)
+        return self.fc(self.flatten(self.pool(self.blocks(self.stem(x)))))
 
 
-class DenseNet(md.nn.Module):
-    """``layers`` weight layers: Linear+BN+ReLU stem, (layers-2)/2 DenseBlocks of constant width, a linear classifier."""
-
-    def __init__(self, layers, shortcut, width=32, in_features=256, classes=10):
-        super().__init__()
-        if layers < 4 or layers % 2:
-            raise ValueError(f"DenseNet: layers must be even and >= 4, got {layers}")
-        self.stem = md.nn.Sequential(md.nn.Linear(in_features, width, bias=False), BatchNorm1d(width), md.nn.ReLU())
-        self.blocks = md.nn.Sequential(*[DenseBlock(width, shortcut) for _ in range((layers - 2) // 2)])
-        self.head = md.nn.Linear(width, classes)
-
-    def forward(self, x):
-        return self.head(self.blocks(self.stem(x)))
-
-
-def training_error_curve(model, x, y, steps, lr, batch_size=32, momentum=0.9, every=10, seed=0):
-    """Train for ``steps`` SGD steps; the training error on all of (x, y) every ``every`` steps (a list)."""
-    return [error_of(model, x, y) for step in sgd_steps(model, x, y, lr, steps, batch_size, momentum, seed)
-            if step % every == 0]
+def cifar10(n_train=None, n_val=None, seed=0):
+    """(x_train, y_train, x_val, y_val) from CIFAR-10 on disk (folder in $MINIDL_CIFAR10), float32
+    (N, 3, 32, 32) in [0, 1]; None when the variable is unset (nothing is downloaded)."""
+    root = os.environ.get("MINIDL_CIFAR10")
+    if not root:
+        return None
+    from minidl.data import CIFAR10
+    tr, va = CIFAR10(root, train=True), CIFAR10(root, train=False)
+    rng = np.random.default_rng(seed)
+    i = rng.permutation(len(tr))[:n_train] if n_train else np.arange(len(tr))
+    j = rng.permutation(len(va))[:n_val] if n_val else np.arange(len(va))
+    return (tr.data[i].astype(np.float32) / 255, tr.targets[i], va.data[j].astype(np.float32) / 255, va.targets[j])
 
 
-def degradation(depths=(4, 20), seeds=(0, 1, 2), steps=300, n=1024, width=32, lr=0.01, every=10):
-    """Plain and residual DenseNets of each depth on the same digits: {"plain-4": [curve per seed], ...}.
+def plain_vs_residual(x, y, x_val, y_val, depths=(6, 18), seeds=(0, 1), steps=120, lr=0.05, batch_size=64,
+                      width=8, every=20, n_eval=256):
+    """Plain and residual SmallResNets of each depth on the same data.
 
-    Every net of one seed starts from the same random stream and sees the same batches.
+    Returns {"plain-6": {"train": [curve per seed], "val": [...], "seconds": s}, ...}: the error on the
+    first ``n_eval`` training images and on the first ``n_eval`` held-out ones every ``every`` steps.
+    Within a seed every net starts from the same random stream and sees the same batches.
     """
-    x, y = flat_digits(n)
     out = {}
+    xe, ye, xv, yv = x[:n_eval], y[:n_eval], x_val[:n_eval], y_val[:n_eval]
     for shortcut in (False, True):
         for d in depths:
-            curves = []
+            rec = {"train": [], "val": [], "seconds": 0.0}
             for s in seeds:
                 md.manual_seed(s)
-                curves.append(training_error_curve(DenseNet(d, shortcut, width, x.shape[1]), x, y, steps, lr,
-                                                   every=every, seed=s))
-            out[f"{'residual' if shortcut else 'plain'}-{d}"] = curves
+                net = SmallResNet(d, shortcut, width, x.shape[1], int(max(y.max(), y_val.max())) + 1)
+                tr, va, t0 = [], [], time.perf_counter()
+                for step, *_ in sgd_steps(net, x, y, lr, steps, batch_size, seed=s):
+                    if step % every == 0:
+                        tr.append(error_of(net, xe, ye))
+                        va.append(error_of(net, xv, yv))
+                rec["train"].append(tr)
+                rec["val"].append(va)
+                rec["seconds"] += time.perf_counter() - t0
+            out[f"{'residual' if shortcut else 'plain'}-{d}"] = rec
     return out
 
 
-def final_error(curve, frac=0.25):
-    """Mean of the last ``frac`` of a training-error curve (steadier than its last point)."""
-    return float(np.mean(curve[-max(1, int(len(curve) * frac)):]))
+def relu_tanh_map(x, y, gains=(0.5, 1, 2, 4), lrs=(0.01, 0.03, 0.1), seeds=(0,), depth=4, width=16, target=0.10,
+                  max_steps=150, classes=10):
+    """Steps to ``target`` running training error for both activations over init gain x learning rate.
+
+    Returns {"steps": {(act, gain, lr): [steps or None per seed]}, "sec_per_step": {act: [s, ...]}}.
+    Within a cell and seed both nets start from the same weights and see the same batches.
+    """
+    steps, secs = {}, {"ReLU": [], "tanh": []}
+    for g in gains:
+        for lr in lrs:
+            for name, act in (("ReLU", md.nn.ReLU), ("tanh", md.nn.Tanh)):
+                runs = []
+                for s in seeds:
+                    net = conv_net(act, g, depth, width, x.shape[-1], x.shape[1], classes, seed=s)
+                    n, sec = steps_to_running_error(net, x, y, target, lr, max_steps, seed=s)
+                    runs.append(n)
+                    secs[name].append(sec)
+                steps[(name, g, lr)] = runs
+    return {"steps": steps, "sec_per_step": secs}
+
+
+def saturation_and_gradients(x, y, gains=(0.5, 1, 2, 4), depth=4, width=16, classes=10, seed=0, n=256):
+    """At initialisation, per gain and activation: the fraction of saturated units (|tanh| > 0.9, or
+    ReLU output exactly 0) after every conv layer, and the gradient norm of every conv weight.
+
+    Returns {(act, gain): {"saturated": [per layer], "grad_norm": [per layer]}} on the first n images.
+    """
+    from minidl.visualize import layer_outputs
+    out = {}
+    for g in gains:
+        for name, act in (("ReLU", md.nn.ReLU), ("tanh", md.nn.Tanh)):
+            net = conv_net(act, g, depth, width, x.shape[-1], x.shape[1], classes, seed=seed)
+            idx = [str(i) for i, m in enumerate(net) if isinstance(m, act)]
+            acts = layer_outputs(net, x[:n], idx)
+            sat = [float((np.abs(acts[i]) > 0.9).mean() if name == "tanh" else (acts[i] <= 0).mean()) for i in idx]
+            net.zero_grad()
+            F.cross_entropy(net(md.tensor(x[:n])), y[:n]).backward()
+            grads = [float(np.linalg.norm(m.weight.grad.numpy() if hasattr(m.weight.grad, "numpy") else m.weight.grad))
+                     for m in net if isinstance(m, md.nn.Conv2d)]
+            out[(name, g)] = {"saturated": sat, "grad_norm": grads}
+    return out
+
+
+def dropout_mlp(p_input, p_hidden, width=256, in_features=256, classes=10):
+    """Dropout(p_input) -> [Linear -> ReLU -> Dropout(p_hidden)] x 2 -> Linear (Hinton et al. 2012's recipe)."""
+    nn = md.nn
+    return nn.Sequential(nn.Dropout(p_input), nn.Linear(in_features, width), nn.ReLU(), nn.Dropout(p_hidden),
+                         nn.Linear(width, width), nn.ReLU(), nn.Dropout(p_hidden), nn.Linear(width, classes))
+
+
+def dropout_experiment(x, y, x_val, y_val, configs=None, seeds=(0, 1, 2), steps=400, lr=0.03, width=256, batch_size=32):
+    """Held-out and training error of dropout_mlp per (p_input, p_hidden) config and seed, after ``steps`` SGD steps.
+
+    Returns {label: {"val": [per seed], "train": [per seed]}}; within a seed every config starts
+    from the same random stream and sees the same batches (only the dropout masks differ).
+    """
+    configs = configs or {"no dropout": (0.0, 0.0), "hidden 0.5": (0.0, 0.5), "input 0.2 + hidden 0.5": (0.2, 0.5)}
+    out = {}
+    for label, (pi, ph) in configs.items():
+        rec = {"val": [], "train": []}
+        for s in seeds:
+            md.manual_seed(s)
+            net = dropout_mlp(pi, ph, width, x.shape[1], classes=int(y.max()) + 1)
+            for _ in sgd_steps(net, x, y, lr, steps, batch_size, seed=s):
+                pass                # only the trained net is wanted
+            rec["val"].append(error_of(net, x_val, y_val))
+            rec["train"].append(error_of(net, x, y))
+        out[label] = rec
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Lesson 05: ZF's first-layer change (11x11 stride 4 -> 7x7 stride 2) with one shared head.
+
+def zf_pair_net(first, width=16, in_channels=3, classes=4, pooled=4, seed=0, first_std=0.01):
+    """conv1 (``first`` = (kernel, stride, padding)) -> ReLU -> max-pool 3/2 -> conv 3x3 (32) -> ReLU ->
+    adaptive average pool to pooled x pooled -> linear: both first layers feed the same 32*pooled^2 features.
+
+    conv1 starts from N(0, first_std^2) weights (AlexNet's 0.01), so that what its filters show after
+    training is mostly what was learned, not the random start; the other layers use minidl's default init.
+    """
+    k, s, p = first
+    md.manual_seed(seed)
+    nn = md.nn
+    net = nn.Sequential(nn.Conv2d(in_channels, width, k, stride=s, padding=p), nn.ReLU(), nn.MaxPool2d(3, 2),
+                         nn.Conv2d(width, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d((pooled, pooled)),
+                         nn.Flatten(), nn.Linear(32 * pooled * pooled, classes))
+    if first_std is not None:
+        w = net[0].weight
+        w.data[...] = (np.random.default_rng(seed).standard_normal(w.shape) * first_std).astype(np.float32)
+        net[0].bias.data[...] = 0
+    return net
+
+
+ZF_FIRST = {"11x11 stride 4": (11, 4, 2), "7x7 stride 2": (7, 2, 1)}
+
+
+def filter_stats(net, x):
+    """(dead, distinctiveness) of net[0]'s filters: dead = filters whose ReLU output is 0 on every image of x;
+    distinctiveness = 1 - mean |cosine similarity| over all pairs of filters (1: all mutually orthogonal)."""
+    from minidl.visualize import layer_outputs
+    acts = layer_outputs(net, x, ["1"])["1"]
+    dead = int((acts.max(axis=(0, 2, 3)) <= 0).sum())
+    w = net[0].weight.numpy().reshape(net[0].weight.shape[0], -1)
+    w = w / np.linalg.norm(w, axis=1, keepdims=True)
+    return dead, float(1 - np.abs(w @ w.T)[np.triu_indices(len(w), 1)].mean())
+
+
+def zf_comparison(x, y, x_val, y_val, seeds=(0, 1, 2), steps=400, lr=0.03, batch_size=32, width=16, weight_decay=5e-4):
+    """Train both first layers with the same head, per seed; returns {name: {"nets": [...], "loss": [per-step
+    losses per seed], "train_error", "val_error", "dead", "distinct", "dead0", "distinct0" (at init): [per seed]}}."""
+    out = {}
+    for name, first in ZF_FIRST.items():
+        rec = {k: [] for k in ("nets", "loss", "train_error", "val_error", "dead", "distinct", "dead0", "distinct0")}
+        for s in seeds:
+            net = zf_pair_net(first, width, x.shape[1], int(y.max()) + 1, seed=s)
+            d0, s0 = filter_stats(net, x_val)
+            h = train_steps(net, x, y, steps, lr, batch_size, weight_decay=weight_decay, seed=s)
+            d1, s1 = filter_stats(net, x_val)
+            for k, v in (("nets", net), ("loss", h), ("train_error", error_of(net, x, y)),
+                         ("val_error", error_of(net, x_val, y_val)), ("dead", d1), ("distinct", s1),
+                         ("dead0", d0), ("distinct0", s0)):
+                rec[k].append(v)
+        out[name] = rec
+    return out
+
+
+def train_steps(model, x, y, steps, lr, batch_size=32, momentum=0.9, weight_decay=0.0, seed=0):
+    """``steps`` SGD steps on shuffled mini-batches; returns the per-step training losses."""
+    return [loss for *_, loss in sgd_steps(model, x, y, lr, steps, batch_size, momentum, weight_decay, seed)]
+
+
+def gabor(size=11, wavelength=5.0, theta=np.pi / 4, sigma=None):
+    """An oriented (size, size) Gabor filter: a cosine of ``wavelength`` pixels across direction ``theta``
+    under a Gaussian of std ``sigma`` (default size / 4); zero mean, absolute values summing to 1."""
+    sigma = sigma or size / 4
+    r = np.arange(size) - size // 2
+    X, Y = np.meshgrid(r, r)
+    g = np.exp(-(X ** 2 + Y ** 2) / (2 * sigma ** 2)) * np.cos(2 * np.pi * (X * np.cos(theta) + Y * np.sin(theta)) / wavelength)
+    g = g - g.mean()
+    return (g / np.abs(g).sum()).astype(np.float32)
+
+
+def strided_responses(image, filt, strides=(1, 2, 4)):
+    """{stride: (H', W') response of one (H, W) image to one (k, k) filter} with minidl's conv2d, no padding."""
+    x, w = md.tensor(image[None, None].astype(np.float32)), md.tensor(filt[None, None])
+    with md.no_grad():
+        return {s: F.conv2d(x, w, None, s, 0).numpy()[0, 0] for s in strides}
+
+
+def aliased_share(response, stride):
+    """The share of a stride-1 response's spectral energy (mean removed) at frequencies that a grid of
+    step ``stride`` cannot hold (|f| > 1 / (2 stride) cycles per pixel along y or x): what subsampling folds back."""
+    P = np.abs(np.fft.fft2(response - response.mean())) ** 2
+    fy, fx = np.fft.fftfreq(response.shape[0])[:, None], np.fft.fftfreq(response.shape[1])[None, :]
+    out = (np.abs(fy) > 0.5 / stride) | (np.abs(fx) > 0.5 / stride)
+    return float(P[out].sum() / P.sum())
