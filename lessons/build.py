@@ -1,0 +1,70 @@
+"""Execute the lesson notebooks in fast mode and write the executed copies (outputs, figures) to lessons/executed/.
+
+    python -m lessons.build                 # every lesson (from the repository root)
+    python -m lessons.build 01 07           # only the lessons whose names start with these
+
+Each executed copy records the SHA-256 of the .py source it was run from
+(``metadata.minidl_build.source_sha256``); tests/test_lessons.py fails when a source has changed
+since its copy was built, so what a reader sees on GitHub is what the code computes today.
+"""
+import glob
+import hashlib
+import os
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LESSONS = os.path.join(ROOT, "lessons")
+EXECUTED = os.path.join(LESSONS, "executed")
+# one thread per library, as the tests run the notebooks: spinning Numba/OpenBLAS pools made tiny
+# fast-mode steps many times slower on a busy 2-core machine
+THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def source_sha256(notebook_path):
+    """SHA-256 (hex) of the paired percent-format .py beside ``notebook_path``."""
+    with open(os.path.splitext(notebook_path)[0] + ".py", "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def notebooks(prefixes=()):
+    paths = sorted(glob.glob(os.path.join(LESSONS, "[0-9][0-9]_*.ipynb")))
+    if prefixes:
+        paths = [p for p in paths if os.path.basename(p).startswith(tuple(prefixes))]
+    return paths
+
+
+def build(paths, timeout=600):
+    """Execute each notebook (fast mode, this interpreter's kernel) into EXECUTED; returns {name: seconds}."""
+    import nbclient
+    import nbformat
+    from ipykernel.kernelspec import install
+
+    os.makedirs(EXECUTED, exist_ok=True)
+    seconds = {}
+    with tempfile.TemporaryDirectory(prefix="minidl-lessons-") as prefix:
+        install(kernel_name="minidl-lessons", prefix=prefix)
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(
+            filter(None, [os.path.join(prefix, "share", "jupyter"), os.environ.get("JUPYTER_PATH")]))
+        os.environ["MINIDL_FAST"] = "1"
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+        for k in THREADS:
+            os.environ[k] = "1"
+        for path in paths:
+            name = os.path.basename(path)
+            nb = nbformat.read(path, as_version=4)
+            client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="minidl-lessons",
+                                             resources={"metadata": {"path": LESSONS}})
+            t0 = time.perf_counter()
+            client.execute()
+            seconds[name] = time.perf_counter() - t0
+            nb.metadata["minidl_build"] = {"source_sha256": source_sha256(path), "mode": "MINIDL_FAST=1"}
+            nbformat.write(nb, os.path.join(EXECUTED, name))
+            size = os.path.getsize(os.path.join(EXECUTED, name))
+            print(f"{name}: {seconds[name]:.1f} s, {size / 1e6:.2f} MB", flush=True)
+    return seconds
+
+
+if __name__ == "__main__":
+    build(notebooks(sys.argv[1:]))
