@@ -296,3 +296,15 @@ def fixed_vs_learned(seeds=(0, 1, 2), n_train=1024, epochs=5, lr=0.05, batch_siz
             errors[name].append((error_of(net, x, y), error_of(net, xv, yv)))
             models.setdefault(name, net)
     return errors, models
+
+
+def layer_grad_norms(act, depth=10, width=64, n=64, seed=0):
+    """|dL/dW| of each hidden Linear (first to last) of a depth-layer MLP with ``act``, at its default init."""
+    md.manual_seed(seed)
+    layers = []
+    for _ in range(depth):
+        layers += [md.nn.Linear(width, width), act()]
+    net = md.nn.Sequential(*layers, md.nn.Linear(width, 10))
+    x = md.tensor(np.random.default_rng(seed).standard_normal((n, width)).astype(np.float32))
+    F.cross_entropy(net(x), np.arange(n) % 10).backward()
+    return [float(np.linalg.norm(net[2 * i].weight.grad)) for i in range(depth)]
