@@ -2,6 +2,7 @@
 
     python -m lessons.build                 # every lesson (from the repository root)
     python -m lessons.build 01 07           # only the lessons whose names start with these
+    python -m lessons.build --full --out /tmp/full 01    # full mode (no MINIDL_FAST), elsewhere: timing runs
 
 Each executed copy records the SHA-256 of the .py source it was run from
 (``metadata.minidl_build.source_sha256``); tests/test_lessons.py fails when a source has changed
@@ -35,19 +36,24 @@ def notebooks(prefixes=()):
     return paths
 
 
-def build(paths, timeout=600):
-    """Execute each notebook (fast mode, this interpreter's kernel) into EXECUTED; returns {name: seconds}."""
+def build(paths, timeout=600, full=False, out=EXECUTED):
+    """Execute each notebook (fast mode unless ``full``, this interpreter's kernel) into ``out``; {name: seconds}."""
     import nbclient
     import nbformat
     from ipykernel.kernelspec import install
 
-    os.makedirs(EXECUTED, exist_ok=True)
+    if full and os.path.abspath(out) == EXECUTED:
+        raise ValueError("lessons.build: --full runs go elsewhere (--out DIR): lessons/executed/ holds the fast-mode copies")
+    os.makedirs(out, exist_ok=True)
     seconds = {}
     with tempfile.TemporaryDirectory(prefix="minidl-lessons-") as prefix:
         install(kernel_name="minidl-lessons", prefix=prefix)
         os.environ["JUPYTER_PATH"] = os.pathsep.join(
             filter(None, [os.path.join(prefix, "share", "jupyter"), os.environ.get("JUPYTER_PATH")]))
-        os.environ["MINIDL_FAST"] = "1"
+        if full:
+            os.environ.pop("MINIDL_FAST", None)
+        else:
+            os.environ["MINIDL_FAST"] = "1"
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
         for k in THREADS:
             os.environ[k] = "1"
@@ -59,12 +65,27 @@ def build(paths, timeout=600):
             t0 = time.perf_counter()
             client.execute()
             seconds[name] = time.perf_counter() - t0
-            nb.metadata["minidl_build"] = {"source_sha256": source_sha256(path), "mode": "MINIDL_FAST=1"}
-            nbformat.write(nb, os.path.join(EXECUTED, name))
-            size = os.path.getsize(os.path.join(EXECUTED, name))
+            nb.metadata["minidl_build"] = {"source_sha256": source_sha256(path),
+                                           "mode": "full" if full else "MINIDL_FAST=1"}
+            nbformat.write(nb, os.path.join(out, name))
+            size = os.path.getsize(os.path.join(out, name))
             print(f"{name}: {seconds[name]:.1f} s, {size / 1e6:.2f} MB", flush=True)
     return seconds
 
 
+def main(argv=None):
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m lessons.build", description=__doc__.splitlines()[0])
+    ap.add_argument("lessons", nargs="*", help="name prefixes (01 07 ...); default: every lesson")
+    ap.add_argument("--full", action="store_true", help="full mode (no MINIDL_FAST); needs --out")
+    ap.add_argument("--out", default=EXECUTED, help="output folder (default lessons/executed)")
+    ap.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    args = ap.parse_args(argv)
+    paths = notebooks(args.lessons)
+    if not paths:
+        ap.error(f"no lesson notebook matches {args.lessons}")
+    build(paths, args.timeout, args.full, args.out)
+
+
 if __name__ == "__main__":
-    build(notebooks(sys.argv[1:]))
+    main()
