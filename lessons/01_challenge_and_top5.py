@@ -80,7 +80,7 @@ for word in ("terrier", "retriever", "spaniel", "hound", "setter"):
 t = NAMES.index("tabby")
 print(f"indices {t - 2}..{t + 7}:", ", ".join(NAMES[t - 2:t + 8]))
 pairs = [(a, b) for a in NAMES for b in NAMES if b.startswith(a + " ")]   # one class name opens another
-print(f"{len(pairs)} class names are the first word(s) of another class:",
+print(f"{len(pairs)} pairs of classes where one name is the start of the other:",
       "; ".join(f"{a} / {b}" for a, b in pairs))
 
 # %% [markdown]
