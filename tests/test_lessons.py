@@ -123,7 +123,7 @@ def test_slide_map_points_at_existing_cells():
             nb = nbformat.read(path, as_version=4)
             headings = [line.lstrip("#").strip() for c in nb.cells if c.cell_type == "markdown"
                         for line in c.source.splitlines() if line.startswith("#")]
-            assert any(section in h for h in headings), \
+            assert any(section.lower() in h.lower() for h in headings), \
                 f"slide {slide}: no heading containing {section!r} in {lesson} (headings: {headings})"
 
 
