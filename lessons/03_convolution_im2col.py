@@ -65,8 +65,9 @@ grey = rgb @ np.array([0.299, 0.587, 0.114])
 photo = grey[: grey.shape[0] // 2 * 2, : grey.shape[1] // 2 * 2].reshape(grey.shape[0] // 2, 2, grey.shape[1] // 2, 2).mean(axis=(1, 3))
 sobel_x = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64)
 edges = {"vertical edges": sobel_x, "horizontal edges": sobel_x.T,
-         "diagonal /": np.array([[0, 1, 2], [-1, 0, 1], [-2, -1, 0]], dtype=np.float64),
-         "diagonal \\": np.array([[-2, -1, 0], [-1, 0, 1], [0, 1, 2]], dtype=np.float64)}
+         # brighter towards the top right: edges that run top-left to bottom-right, and the mirror image
+         "diagonal edges \\": np.array([[0, 1, 2], [-1, 0, 1], [-2, -1, 0]], dtype=np.float64),
+         "diagonal edges /": np.array([[-2, -1, 0], [-1, 0, 1], [0, 1, 2]], dtype=np.float64)}
 Wf = np.stack([f.ravel() for f in edges.values()])                      # (4, 9): one filter per row
 H, W_ = photo.shape
 col = sol_im2col(photo[None, None], 3, 1, 1)                            # (9, H*W)
@@ -75,7 +76,7 @@ same = np.allclose(maps, F.conv2d(md.tensor(photo[None, None]), md.tensor(Wf.res
 print(f"photo {H}x{W_}; col {col.shape[0]} x {col.shape[1]:,} ({col.nbytes / photo.nbytes:.0f}x the photo's memory); "
       f"W @ col == F.conv2d: {same}")
 
-fig, axes = plt.subplots(2, 3, figsize=(11, 5.6))
+fig, axes = plt.subplots(2, 3, figsize=(11, 6.2))
 axes[0, 0].imshow(photo, cmap="gray"); axes[0, 0].set_title("input (grey, half resolution)")
 for ax, (name, m) in zip(axes.ravel()[1:], zip(edges, maps)):
     lim = np.percentile(np.abs(m[1:-1, 1:-1]), 99.5)     # the zero padding makes strong edges at the border
