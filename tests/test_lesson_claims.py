@@ -77,6 +77,7 @@ def test_fixed_features_vs_learned_end_to_end():
                                                   "fixed: random filters"))
     print({k: [round(100 * v, 1) for v in e] for k, e in errors.items()})
     assert all(a < b for a, b in zip(learned, handset)), (learned, handset)
+    assert all(a < b for a, b in zip(learned, rand)), (learned, rand)
     assert sum(handset) < sum(rand), (handset, rand)
 
 
