@@ -94,7 +94,8 @@ print("minidl:      ", [round(float(t[k].grad[0]), 6) for k in ("w1", "w2", "b")
 # for f = tanh at x = 0.5.
 
 # %%
-from minidl.visualize import line_plot
+import matplotlib.pyplot as plt
+plt.rcParams.update({"figure.dpi": 100})          # every figure >= 400 px on its short side
 x0, exact = 0.5, 1 - np.tanh(0.5) ** 2
 eps_list = 10.0 ** -np.arange(1, 12)
 err = {}
@@ -104,8 +105,12 @@ for dt in (np.float32, np.float64):
                               for e in eps_list]
 best = {k: eps_list[int(np.argmin(v))] for k, v in err.items()}
 print("best eps:", best)
-show(line_plot({k: (v, {"x": np.log10(eps_list)}) for k, v in err.items()},
-               title="log10 error of the central difference", xlabel="log10 eps"))
+fig, ax = plt.subplots(figsize=(8, 5))
+for k, v in err.items():
+    ax.plot(np.log10(eps_list), v, "o-", label=k)
+ax.set_xlabel("log10 eps"); ax.set_ylabel("log10 |central difference - exact|")
+ax.set_title("error of the central difference for tanh'(0.5)"); ax.legend(); ax.grid(alpha=0.3)
+plt.show()
 
 
 # %% [markdown]
@@ -141,29 +146,26 @@ assert check_layer(MyReLU, reference=F.relu, shapes=[(4, 5), (2, 3, 4, 4)])
 # %% [markdown]
 # ## ReLU vs tanh gradients (slide 13)
 #
-# tanh's derivative 1 − tanh² is below 0.1 once |x| > 1.8: saturated units pass almost no
+# tanh's derivative 1 − tanh² is below 0.1 once |x| > 1.82 (printed below): saturated units pass almost no
 # gradient, and in a stack the factors multiply. ReLU's derivative is exactly 1 wherever the unit
 # is active. Measured: the gradient that reaches each layer of a 10-layer network at initialisation.
 
 # %%
-def layer_grad_norms(act, depth=10, width=64, n=64):
-    md.manual_seed(0)
-    layers = []
-    for _ in range(depth):
-        layers += [nn.Linear(width, width), act()]
-    net = nn.Sequential(*layers, nn.Linear(width, 10))
-    x = md.tensor(np.random.default_rng(0).standard_normal((n, width)).astype(np.float32))
-    F.cross_entropy(net(x), np.arange(n) % 10).backward()
-    return [float(np.linalg.norm(net[2 * i].weight.grad)) for i in range(depth)]
-
+from lessonlib import layer_grad_norms      # 10 x (Linear 64 -> act), PyTorch-style default init, seed 0
+print(f"1 - tanh(x)^2 < 0.1 for |x| > {np.arctanh(np.sqrt(0.9)):.2f}")
 g_relu, g_tanh = layer_grad_norms(nn.ReLU), layer_grad_norms(nn.Tanh)
-show(line_plot({"ReLU": np.log10(g_relu), "tanh": np.log10(g_tanh)},
-               title="log10 |dL/dW| per layer (1 = first)", xlabel="layer"))
+fig, ax = plt.subplots(figsize=(8, 5))
+ax.semilogy(range(1, 11), g_relu, "o-", label="ReLU")
+ax.semilogy(range(1, 11), g_tanh, "s-", label="tanh")
+ax.set_xlabel("layer (1 = first)"); ax.set_ylabel("|dL/dW|")
+ax.set_title("gradient reaching each layer at initialisation"); ax.legend(); ax.grid(alpha=0.3)
+plt.show()
 print(f"first layer / last layer gradient: ReLU {g_relu[0] / g_relu[-1]:.3f}, tanh {g_tanh[0] / g_tanh[-1]:.3f}")
 
 # %% [markdown]
 # With PyTorch-style initialisation (weights up to ±1/√fan_in) both shrink towards the input, and
-# here the **ReLU** net shrinks more (when we ran it: first/last 0.02 for ReLU, 0.16 for tanh). The
+# here the **ReLU** net shrinks more (the ratios printed above; `tests/test_lesson_claims.py` pins
+# that ReLU's is the smaller). The
 # pre-activations stay small, where tanh's slope is close to 1, while every ReLU layer zeroes about
 # half of its units. The saturation argument needs large pre-activations. So does tanh train more
 # slowly? That is an experiment, not a derivation: lesson 04 runs it.

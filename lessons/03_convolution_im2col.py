@@ -44,6 +44,82 @@ print("output (0, 1) =", y[0, 0, 0, 1], "= filter . column 1 =", w.ravel() @ col
 
 
 # %% [markdown]
+# ## A real photograph through im2col, with hand-set edge filters (slide 14)
+#
+# scikit-learn (a minidl dependency) ships two photographs; we take the one of a Chinese temple,
+# in grey, at half resolution. Four hand-set 3x3 filters — the Sobel operators for vertical and
+# horizontal edges and two diagonal versions — become the four rows of a 4 x 9 matrix W. im2col
+# turns the photo into a 9 x (H·W) matrix, one column per output pixel; **one** product W @ col
+# gives all four filtered images at once.
+
+# %%
+import matplotlib.pyplot as plt
+plt.rcParams.update({"figure.dpi": 100})          # every figure >= 400 px on its short side
+import importlib.util
+from PIL import Image
+# the file sklearn.datasets.load_sample_image("china.jpg") reads, opened directly (importing
+# sklearn.datasets costs seconds); scikit-learn is a minidl dependency: no download
+china = os.path.join(importlib.util.find_spec("sklearn").submodule_search_locations[0], "datasets", "images", "china.jpg")
+rgb = np.asarray(Image.open(china), dtype=np.float64) / 255               # (427, 640, 3)
+grey = rgb @ np.array([0.299, 0.587, 0.114])
+photo = grey[: grey.shape[0] // 2 * 2, : grey.shape[1] // 2 * 2].reshape(grey.shape[0] // 2, 2, grey.shape[1] // 2, 2).mean(axis=(1, 3))
+sobel_x = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64)
+edges = {"vertical edges": sobel_x, "horizontal edges": sobel_x.T,
+         # brighter towards the top right: edges that run top-left to bottom-right, and the mirror image
+         "diagonal edges \\": np.array([[0, 1, 2], [-1, 0, 1], [-2, -1, 0]], dtype=np.float64),
+         "diagonal edges /": np.array([[-2, -1, 0], [-1, 0, 1], [0, 1, 2]], dtype=np.float64)}
+Wf = np.stack([f.ravel() for f in edges.values()])                      # (4, 9): one filter per row
+H, W_ = photo.shape
+col = sol_im2col(photo[None, None], 3, 1, 1)                            # (9, H*W)
+maps = (Wf @ col).reshape(len(edges), H, W_)
+same = np.allclose(maps, F.conv2d(md.tensor(photo[None, None]), md.tensor(Wf.reshape(4, 1, 3, 3)), None, 1, 1).numpy()[0])
+print(f"photo {H}x{W_}; col {col.shape[0]} x {col.shape[1]:,} ({col.nbytes / photo.nbytes:.0f}x the photo's memory); "
+      f"W @ col == F.conv2d: {same}")
+
+fig, axes = plt.subplots(2, 3, figsize=(11, 6.2))
+axes[0, 0].imshow(photo, cmap="gray"); axes[0, 0].set_title("input (grey, half resolution)")
+for ax, (name, m) in zip(axes.ravel()[1:], zip(edges, maps)):
+    lim = np.percentile(np.abs(m[1:-1, 1:-1]), 99.5)     # the zero padding makes strong edges at the border
+    ax.imshow(m[1:-1, 1:-1], cmap="RdBu_r", vmin=-lim, vmax=lim); ax.set_title(name)
+axes[1, 2].imshow(np.hypot(maps[0], maps[1])[1:-1, 1:-1], cmap="gray_r"); axes[1, 2].set_title("gradient magnitude (from rows 1, 2)")
+for ax in axes.ravel():
+    ax.set_xticks([]); ax.set_yticks([])
+fig.suptitle("one matrix product W (4 x 9) @ im2col(photo) (9 x H·W): four filtered images (red +, blue −)")
+plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# ## The im2col matrix, seen
+#
+# The same computation on a 10 x 24 crop (a dark-bright-dark band of the temple), small enough to see
+# every column.
+# Column c of the im2col matrix is the 3x3 window around crop pixel c, laid out as 9 values; the
+# product with W turns each column into the four filter responses at that pixel. Neighbouring
+# columns share six of their nine values: that redundancy is the memory price.
+
+# %%
+crop = photo[60:70, 100:124]
+ccol = sol_im2col(crop[None, None], 3, 1, 1)                            # (9, 240)
+pick_px = (4, 9)                                                        # one pixel, outlined in all three panels
+c = pick_px[0] * crop.shape[1] + pick_px[1]
+fig, axes = plt.subplots(3, 1, figsize=(13, 9), gridspec_kw={"height_ratios": [2.2, 1.4, 1]})
+axes[0].imshow(crop, cmap="gray")
+axes[0].add_patch(plt.Rectangle((pick_px[1] - 1.5, pick_px[0] - 1.5), 3, 3, fill=False, ec="red", lw=2))
+axes[0].set_title(f"crop {crop.shape[0]}x{crop.shape[1]}: the 3x3 window of pixel {pick_px} in red")
+axes[1].imshow(ccol, cmap="gray", aspect="auto", interpolation="nearest")
+axes[1].add_patch(plt.Rectangle((c - 0.5, -0.5), 1, 9, fill=False, ec="red", lw=2))
+axes[1].set_title(f"im2col: {ccol.shape[0]} rows (window offsets) x {ccol.shape[1]} columns (pixels, row by row); column {c} in red")
+axes[1].set_yticks(range(9)); axes[1].set_yticklabels([f"({i},{j})" for i in range(3) for j in range(3)], fontsize=7)
+resp = Wf @ ccol
+axes[2].imshow(resp, cmap="RdBu_r", aspect="auto", interpolation="nearest", vmin=-np.abs(resp).max(), vmax=np.abs(resp).max())
+axes[2].add_patch(plt.Rectangle((c - 0.5, -0.5), 1, 4, fill=False, ec="black", lw=2))
+axes[2].set_yticks(range(4)); axes[2].set_yticklabels(list(edges), fontsize=8)
+axes[2].set_title("W @ im2col: four filter responses per pixel (each row reshapes to a filtered crop)")
+axes[0].set_xticks([]); axes[0].set_yticks([])
+plt.tight_layout(); plt.show()
+print("column", c, "=", np.round(ccol[:, c], 3), "\n    = the window", np.round(crop[pick_px[0] - 1:pick_px[0] + 2, pick_px[1] - 1:pick_px[1] + 2].ravel(), 3))
+
+
+# %% [markdown]
 # ## Exercise: im2col and col2im
 #
 # `my_im2col(x, k, s, p)` turns `x (N, C, H, W)` into `(C*k*k, N*oh*ow)`: row `(c, i, j)`,

@@ -49,18 +49,68 @@ print(f"AlexNet's fc6 alone: {alex.classifier.fc6.num_parameters():,}; GoogLeNet
 # Counting every weight and bias of the two layer tables gives about **8.7x**, not 12x. The paper
 # compares against its own AlexNet numbers; the gap is mostly AlexNet's 9216x4096 fc6, which
 # GoogLeNet replaces by global average pooling.
+
+# %% [markdown]
+# ## "22 layers deep" (slide 28)
 #
-# ## Network in Network: a 1x1 convolution is a per-pixel fully connected layer
+# The paper counts depth along the network's longest path, counting only layers with parameters
+# (27 if pooling layers count too). An Inception module adds two layers to that path (1x1 reduce,
+# then 3x3 or 5x5), however many branches run beside each other. We compute both counts from the
+# model itself, walking its modules in forward order (the auxiliary heads are side branches, not
+# on the path):
+
+# %%
+def depth(m, count_pools=False):
+    """Layers on the longest input-to-output path through module m."""
+    if isinstance(m, models.Inception):              # parallel branches: the deepest one counts
+        return max(depth(b, count_pools) for b in (m.branch1, m.branch2, m.branch3, m.branch4))
+    if isinstance(m, (nn.Conv2d, nn.Linear)):
+        return 1
+    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+        return int(count_pools)
+    return sum(depth(c, count_pools) for name, c in m.named_children() if not name.startswith("aux"))
+
+d, d_pool = depth(goog), depth(goog, count_pools=True)
+convs = sum(isinstance(m, nn.Conv2d) for m in goog.modules())
+print(f"GoogLeNet: {d} layers with parameters on the longest path, {d_pool} with the pools "
+      f"(the paper: 22 and 27); {convs} convolutions in all, side by side in the modules")
+stem = depth(nn.Sequential(goog.conv1, goog.conv2, goog.conv3))
+print(f"= {stem} stem convs + 9 Inception modules x {depth(goog.inception3a)} + {depth(goog.fc)} FC layer")
+
+# %% [markdown]
+# ## Network in Network: a 1x1 convolution is a per-pixel fully connected layer (slides 31–35)
+#
+# Lin, Chen & Yan replaced each linear filter by a small MLP slid over the image (an "mlpconv"
+# block): a k x k convolution followed by two 1x1 convolutions, each with a ReLU. A 1x1
+# convolution looks at one pixel only: at every position it multiplies that pixel's C-channel
+# vector by the same matrix — a fully connected layer applied pixel by pixel. `models.nin()` is
+# their ImageNet model; we check the claim on one of its 1x1 layers (block 2, 256 → 256 channels):
 
 # %%
 rng = np.random.default_rng(0)
-x = rng.standard_normal((2, 16, 5, 5))
-conv = nn.Conv2d(16, 4, 1)
-y_conv = F.conv2d(md.tensor(x), md.tensor(conv.weight.numpy().astype(np.float64)), md.tensor(conv.bias.numpy().astype(np.float64))).numpy()
-pixels = x.transpose(0, 2, 3, 1).reshape(-1, 16)                     # every pixel is a 16-vector
-y_fc = (pixels @ conv.weight.numpy().reshape(4, 16).T.astype(np.float64) + conv.bias.numpy()).reshape(2, 5, 5, 4).transpose(0, 3, 1, 2)
-print("1x1 conv == the same linear layer at every pixel:", np.allclose(y_conv, y_fc))
+nin_net = models.nin()
+conv = nin_net.block2[2]                                               # the first 1x1 conv of mlpconv block 2
+w64, b64 = conv.weight.numpy().astype(np.float64), conv.bias.numpy().astype(np.float64)
+x = rng.standard_normal((2, conv.in_channels, 5, 5))
+y_conv = F.conv2d(md.tensor(x), md.tensor(w64), md.tensor(b64)).numpy()
+pixels = x.transpose(0, 2, 3, 1).reshape(-1, conv.in_channels)       # every pixel is a 256-vector
+y_fc = (pixels @ w64.reshape(conv.out_channels, -1).T + b64).reshape(2, 5, 5, -1).transpose(0, 3, 1, 2)
+print(f"1x1 conv, weight {w64.shape}: the same linear layer at every pixel:", np.allclose(y_conv, y_fc))
 
+mods = dict(nin_net.named_modules())
+rows = [r for r in models.summary(nin_net, (3, 224, 224)).rows if r.kind == "Conv2d"]
+one = [r for r in rows if mods[r.name].kernel_size == (1, 1)]
+print(f"NiN: {nin_net.num_parameters():,} parameters; {len(one)} of its {len(rows)} convolutions are 1x1, with "
+      f"{100 * sum(r.params for r in one) / nin_net.num_parameters():.0f}% of the parameters and "
+      f"{100 * sum(r.madds for r in one) / sum(r.madds for r in rows):.0f}% of the multiply-adds; "
+      f"fully connected layers: {sum(isinstance(m, nn.Linear) for m in nin_net.modules())} "
+      f"(the last block outputs one map per class; global average pooling turns each into a score)")
+
+# %% [markdown]
+# The 1x1 layers make each filter a non-linear function of its window at a fraction of the cost of
+# the k x k layers. GoogLeNet keeps the idea but uses 1x1 layers above all to **reduce** channels
+# (c3 < c2, each followed by a ReLU) before the expensive 3x3 and 5x5 filters, and runs 3x3 and 5x5
+# side by side to see two scales at once.
 
 # %% [markdown]
 # ## What the 1x1 reductions save (slides 36–37)

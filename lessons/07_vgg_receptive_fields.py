@@ -55,6 +55,63 @@ for n in (1, 2, 3):
           f"-> {rows.max() - rows.min() + 1}x{cols.max() - cols.min() + 1}")
 
 # %% [markdown]
+# ## The effective receptive field, as a picture
+#
+# The rows and columns above say *where* the gradient is non-zero. How much each input pixel
+# matters is |dx|, the size of the gradient that one output unit (the centre unit of channel 0 of
+# the last layer) sends back to the input. Two kinds of stack, for 1, 2 and 3 layers of 3x3:
+#
+# - **uniform weights (1/9), no non-linearity**: |dx| is the box filter convolved with itself n
+#   times — flat, then a pyramid, then a bell;
+# - **random weights (default init, 8 channels) with a ReLU after each conv**, |dx| averaged over
+#   many random nets and random inputs.
+#
+# The red square is the theoretical field, (2n+1) x (2n+1). The printout gives the share of the
+# total |dx| that falls on the central 3x3 pixels.
+
+# %%
+import matplotlib.pyplot as plt
+plt.rcParams.update({"figure.dpi": 100})          # every figure >= 400 px on its short side
+
+def input_gradient(n, kind, seed, size=15, channels=8):
+    """|dx| (size, size) of the centre unit of channel 0 after n stacked 3x3 convs."""
+    md.manual_seed(seed)
+    layers = []
+    for i in range(n):
+        if kind == "uniform":
+            conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+            conv.weight.data[...] = 1 / 9
+            layers.append(conv)
+        else:
+            layers += [nn.Conv2d(1 if i == 0 else channels, channels, 3, padding=1), nn.ReLU()]
+    x = md.tensor(np.random.default_rng(seed).standard_normal((1, 1, size, size)), requires_grad=True, dtype="float32")
+    nn.Sequential(*layers)(x)[0, 0, size // 2, size // 2].backward()
+    return np.abs(x.grad[0, 0])
+
+nets = pick(20, 200)
+kinds = {"uniform": "uniform 1/9 weights, linear", "random": f"random weights + ReLU, mean of {nets} nets"}
+fig, axes = plt.subplots(2, 3, figsize=(10, 7))
+for row, kind in enumerate(kinds):
+    for col, n in enumerate((1, 2, 3)):
+        g = np.mean([input_gradient(n, kind, s) for s in range(nets if kind == "random" else 1)], axis=0)
+        ax = axes[row, col]
+        ax.imshow(g / g.max(), cmap="magma", vmin=0, vmax=1)
+        ax.add_patch(plt.Rectangle((7 - n - 0.5, 7 - n - 0.5), 2 * n + 1, 2 * n + 1, fill=False, ec="red", lw=1.5))
+        ax.set_xticks([]); ax.set_yticks([])
+        ax.set_title(f"{n} layer{'s' if n > 1 else ''}: field {2 * n + 1}x{2 * n + 1}", fontsize=10)
+        centre = g[6:9, 6:9].sum() / g.sum()
+        print(f"{kinds[kind]:40s} {n} layer(s): {100 * centre:5.1f}% of |dx| on the central 3x3 "
+              f"({100 * 9 / (2 * n + 1) ** 2:.0f}% of the field's pixels)")
+    axes[row, 0].set_ylabel(kinds[kind], fontsize=9)
+fig.suptitle("|dx| of one output unit (normalised to its maximum): the effective receptive field")
+plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# The theoretical field grows by 2 pixels per layer, but the gradient is concentrated at its centre:
+# the centre pixel reaches the output through many more paths than a corner pixel (a corner pixel
+# of the 7x7 field through exactly one). Stacking 3x3 layers sees far, and weighs near pixels most.
+
+# %% [markdown]
 # ## Weights: a stack against one big filter
 #
 # With C channels in and out (no biases): n layers of 3x3 have 9nC² weights, one (2n+1)x(2n+1)

@@ -47,9 +47,10 @@ def run_on_ranks(n, source, *args, timeout=120):
     path = os.path.join(WORK, "script.py")
     with open(path, "w") as f:
         f.write(f"import sys; sys.path.insert(0, {os.path.abspath('..')!r})\n" + textwrap.dedent(source))
-    print("$", " ".join(os.path.basename(a) if a == path else a
-                        for a in dist.mpiexec_command(n, ["python3", path, *map(str, args)])))
-    out = dist.run_ranks(n, ["python3", path, *map(str, args)], timeout=timeout)
+    cmd = [sys.executable, path, *map(str, args)]   # this kernel's interpreter on every rank
+    print("$", " ".join(os.path.basename(a) if a in (path, sys.executable) else a
+                        for a in dist.mpiexec_command(n, cmd)))
+    out = dist.run_ranks(n, cmd, timeout=timeout)
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
     return out.stdout
@@ -286,6 +287,6 @@ if REASON is None:
     path = os.path.join(WORK, "crash.py")
     with open(path, "w") as f:
         f.write(f"import sys; sys.path.insert(0, {os.path.abspath('..')!r})\n" + CRASH_SCRIPT)
-    out = dist.run_ranks(2, ["python3", path], timeout=60)
+    out = dist.run_ranks(2, [sys.executable, path], timeout=60)
     print(f"exit status {out.returncode} after {time.time() - t0:.1f} s")
     print([line for line in out.stderr.splitlines() if line.startswith("[minidl]")][0])

@@ -451,3 +451,80 @@ def aliased_share(response, stride):
     fy, fx = np.fft.fftfreq(response.shape[0])[:, None], np.fft.fftfreq(response.shape[1])[None, :]
     out = (np.abs(fy) > 0.5 / stride) | (np.abs(fx) > 0.5 / stride)
     return float(P[out].sum() / P.sum())
+def final_error(curve, frac=0.25):
+    """Mean of the last ``frac`` of a training-error curve (steadier than its last point)."""
+    return float(np.mean(curve[-max(1, int(len(curve) * frac)):]))
+
+
+# ------------------------------------------------------------------------------------------------
+# Lesson 01: a fixed feature pipeline against the same net trained end to end.
+
+def edge_bank(k=5, n=8):
+    """(n, 1, k, k) float32: oriented derivative-of-Gaussian filters (unit norm), n directions around the circle.
+
+    A hand-set gradient-orientation bank, the first stage of SIFT-like descriptors.
+    """
+    r = np.arange(k) - (k - 1) / 2
+    yy, xx = np.meshgrid(r, r, indexing="ij")
+    g = np.exp(-(xx ** 2 + yy ** 2) / (2 * (k / 4) ** 2))
+    bank = []
+    for t in np.arange(n) * 2 * np.pi / n:
+        f = (np.cos(t) * xx + np.sin(t) * yy) * g
+        bank.append(f / np.linalg.norm(f))
+    return np.stack(bank)[:, None].astype(np.float32)
+
+
+def two_stage_net(size=16, seed=0):
+    """conv 5x5 (8) -> ReLU -> pool 2 -> conv 3x3 (16) -> ReLU -> pool 2 -> linear classifier, for (N, 1, size, size)."""
+    md.manual_seed(seed)
+    nn = md.nn
+    return nn.Sequential(nn.Conv2d(1, 8, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(16 * (size // 4) ** 2, 10))
+
+
+FEATURE_PIPELINES = ("fixed: hand-set edges + random stage", "fixed: random filters", "learned end to end")
+
+
+def fixed_vs_learned(seeds=(0, 1, 2), n_train=1024, epochs=5, lr=0.05, batch_size=32):
+    """Three versions of ``two_stage_net`` on the same 16x16 digits, init (per seed), batches and epochs.
+
+    "fixed: hand-set edges + random stage": conv1 = ``edge_bank()``, conv2 random; both frozen, only
+    the classifier learns. "fixed: random filters": both convs frozen at their random init.
+    "learned end to end": every layer learns, from that same random init.
+    Returns ({name: [(train_error, val_error) per seed]}, {name: model of the first seed}).
+    """
+    errors, models = {name: [] for name in FEATURE_PIPELINES}, {}
+    for seed in seeds:
+        x, y, xv, yv = digits(n_train, None, size=16, seed=seed)
+        for name in FEATURE_PIPELINES:
+            net = two_stage_net(16, seed)
+            if name.startswith("fixed: hand-set"):
+                net[0].weight.data[...] = edge_bank()
+                net[0].bias.data[...] = 0
+            params = list(net.parameters()) if name == "learned end to end" else list(net[-1].parameters())
+            opt = optim.SGD(params, lr, momentum=0.9)    # frozen layers: their gradients are never applied
+            rng = np.random.default_rng(seed)
+            for _ in range(epochs):
+                order = rng.permutation(len(x))
+                for s in range(0, len(x) - batch_size + 1, batch_size):
+                    idx = order[s:s + batch_size]
+                    loss = F.cross_entropy(net(md.tensor(x[idx])), y[idx])
+                    net.zero_grad()
+                    loss.backward()
+                    opt.step()
+            errors[name].append((error_of(net, x, y), error_of(net, xv, yv)))
+            models.setdefault(name, net)
+    return errors, models
+
+
+def layer_grad_norms(act, depth=10, width=64, n=64, seed=0):
+    """|dL/dW| of each hidden Linear (first to last) of a depth-layer MLP with ``act``, at its default init."""
+    md.manual_seed(seed)
+    layers = []
+    for _ in range(depth):
+        layers += [md.nn.Linear(width, width), act()]
+    net = md.nn.Sequential(*layers, md.nn.Linear(width, 10))
+    x = md.tensor(np.random.default_rng(seed).standard_normal((n, width)).astype(np.float32))
+    F.cross_entropy(net(x), np.arange(n) % 10).backward()
+    return [float(np.linalg.norm(net[2 * i].weight.grad)) for i in range(depth)]

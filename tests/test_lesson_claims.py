@@ -165,3 +165,25 @@ def test_resnet_costs_as_tabled():
     assert r[0] == 11_689_512
     assert abs(r[1] / 1e9 - 3.6) < 0.1
     assert r[2] == 2 * 64 * 64 * 9 * 56 * 56 and r[3] == (256 * 64 + 64 * 64 * 9 + 64 * 256) * 56 * 56
+        lessonlib.DenseNet(5, True)
+
+
+def test_fixed_features_vs_learned_end_to_end():
+    """Lesson 01: the two-stage net learned end to end beats the same net with a frozen hand-set edge bank
+    (and frozen random filters) on held-out digits, for every seed, at the notebook's fast settings."""
+    errors = run_lessonlib(
+        "errors, _ = lessonlib.fixed_vs_learned(seeds=(0, 1, 2), n_train=1024, epochs=5)\n"
+        "result = {k: [v for _, v in e] for k, e in errors.items()}")
+    learned, handset, rand = (errors[k] for k in ("learned end to end", "fixed: hand-set edges + random stage",
+                                                  "fixed: random filters"))
+    print({k: [round(100 * v, 1) for v in e] for k, e in errors.items()})
+    assert all(a < b for a, b in zip(learned, handset)), (learned, handset)
+    assert all(a < b for a, b in zip(learned, rand)), (learned, rand)
+    assert sum(handset) < sum(rand), (handset, rand)
+
+
+def test_relu_gradient_shrinks_more_at_default_init():
+    """Lesson 02: with the default (PyTorch-style) init, the ReLU MLP's first/last layer gradient ratio is below tanh's."""
+    g = run_lessonlib("result = {a: lessonlib.layer_grad_norms(getattr(lessonlib.md.nn, a)) for a in ('ReLU', 'Tanh')}")
+    ratio = {a: v[0] / v[-1] for a, v in g.items()}
+    assert ratio["ReLU"] < ratio["Tanh"] < 1, ratio
