@@ -165,7 +165,6 @@ def test_resnet_costs_as_tabled():
     assert r[0] == 11_689_512
     assert abs(r[1] / 1e9 - 3.6) < 0.1
     assert r[2] == 2 * 64 * 64 * 9 * 56 * 56 and r[3] == (256 * 64 + 64 * 64 * 9 + 64 * 256) * 56 * 56
-        lessonlib.DenseNet(5, True)
 
 
 def test_fixed_features_vs_learned_end_to_end():
