@@ -32,7 +32,6 @@ sys.path.insert(0, os.path.abspath(".."))     # minidl from this checkout, even 
 import numpy as np
 import minidl as md
 from minidl import nn, functional as F, models
-from minidl.testing import check_layer
 from lessonlib import FAST, pick, digits, train, error_of, smooth, show
 md.manual_seed(0)
 print("fast mode" if FAST else "full mode")
@@ -93,37 +92,35 @@ print(f"{len(pairs)} pairs of classes where one name is the start of the other:"
 # ## Exercise: write the top-k error
 #
 # `scores` is an `(N, classes)` array, `targets` the `(N,)` true classes. Return the fraction of
-# rows whose target is **not** among the `k` highest scores. Replace the body below, then run the
-# check cell.
+# rows whose target is **not** among the `k` highest scores. Replace the stub below, then run the
+# check cell: the grader compares with `minidl.metrics.topk_error` for several k, ties included.
 
 # %%
-def my_topk_error(scores, targets, k=5):
-    # EXERCISE: your code here (hint: np.argsort along axis 1)
-    return None
+# The stub of assignment task `topk_error`: replace each NotImplementedError with your code.
+def topk_error(scores, targets, k=5):
+    """scores (N, classes), targets (N,) ints -> the fraction of rows whose target is not among the
+    k highest scores (a float in [0, 1])."""
+    raise NotImplementedError("topk_error: the k best classes of each row (np.argsort of -scores), then the "
+                              "fraction of rows missing their target")
 
-
-# %%
-from minidl.metrics import topk_error
-rng = np.random.default_rng(0)
-S, T = rng.standard_normal((500, 20)), rng.integers(0, 20, 500)
-
-def check_topk(fn):
-    for k in (1, 5, 20):
-        got, want = fn(S, T, k), topk_error(S, T, k)
-        if got is None or not np.isclose(got, want):
-            print(f"k={k}: got {got}, expected {want:.4f}  -> not yet right")
-            return False
-    print("top-k error: PASS (k = 1, 5, 20 agree with minidl.metrics.topk_error)")
-    return True
-
-check_topk(my_topk_error)
 
 # %% [markdown]
-# The solution lives in `solutions/topk.py`; importing it lets the notebook run on.
+# The grader of the assignment track (`minidl assignments check`) judges the names defined above:
+# PASS, FAIL with the part that is wrong and a hint, or NOT STARTED while the stub is untouched.
 
 # %%
-from solutions.topk import topk_error as my_topk_error
-assert check_topk(my_topk_error)
+from minidl import assignments
+assignments.check("topk_error", globals());
+
+# %% [markdown]
+# The worked solution (in `minidl/assignments/solutions/`) passes the same check and lets the
+# notebook go on. To work outside the notebook, `minidl assignments start hw` copies the same stubs
+# into `hw/` and `minidl assignments check hw` grades them with the same words.
+#
+# %
+# solution = assignments.solution("topk_error")   # the worked solution file, graded as yours would be
+# assert assignments.check("topk_error", solution).passed
+# topk_error = solution.topk_error   # the notebook goes on with these
 
 # %% [markdown]
 # ## What chance gives
@@ -136,7 +133,7 @@ assert check_topk(my_topk_error)
 n = pick(2000, 20000)
 for C in (1000, 10):
     s, t = rng.standard_normal((n, C)), rng.integers(0, C, n)
-    e1, e5 = my_topk_error(s, t, 1), my_topk_error(s, t, 5)
+    e1, e5 = topk_error(s, t, 1), topk_error(s, t, 5)
     print(f"{C:5d} classes: random top-1 error {100 * e1:.1f}% (theory {100 * (1 - 1 / C):.1f}%), "
           f"top-5 {100 * e5:.1f}% (theory {100 * (1 - 5 / C):.1f}%)")
 

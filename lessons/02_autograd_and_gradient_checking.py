@@ -30,7 +30,6 @@ sys.path.insert(0, os.path.abspath(".."))     # minidl from this checkout, even 
 import numpy as np
 import minidl as md
 from minidl import nn, functional as F, models
-from minidl.testing import check_layer
 from lessonlib import FAST, pick, digits, train, error_of, smooth, show
 md.manual_seed(0)
 print("fast mode" if FAST else "full mode")
@@ -117,31 +116,41 @@ plt.show()
 # ## Exercise: ReLU as a minidl Function
 #
 # A minidl `Function` gets raw arrays in `forward` (save what backward needs on `self`) and the
-# gradient of the output in `backward`; it returns the gradient of the input. Finish `backward`.
-# `check_layer` compares your forward with `F.relu` and your backward with central differences.
+# gradient of the output in `backward`; it returns the gradient of the input. Write both. The
+# grader compares your forward with `F.relu` and your backward with `F.relu`'s and with central
+# differences of your own forward, in float64.
 
 # %%
-class MyReLU(md.Function):
+# The stub of assignment task `relu`: replace each NotImplementedError with your code.
+from minidl import Function
+
+class ReLU(Function):
+    """y = max(x, 0), x of any shape. Backward: gx = gy where x > 0, else 0."""
+
     def forward(self, x):
-        self.mask = x > 0
-        return x * self.mask
+        raise NotImplementedError("relu: compute y = max(x, 0) and save the mask x > 0 for backward")
 
     def backward(self, gy):
-        # EXERCISE: the gradient flows only where x was positive
-        return gy
+        raise NotImplementedError("relu: return gy where x > 0, else 0")
 
-
-# %%
-result = check_layer(MyReLU, reference=F.relu, shapes=[(4, 5), (2, 3, 4, 4)])
 
 # %% [markdown]
-# The report names the input whose gradient is wrong, how many elements, the worst one and a
-# hint. The solution is in `solutions/relu.py`:
+# The grader of the assignment track (`minidl assignments check`) judges the names defined above:
+# PASS, FAIL with the part that is wrong and a hint, or NOT STARTED while the stub is untouched.
 
 # %%
-from solutions.relu import ReLU as MyReLU
-assert check_layer(MyReLU, reference=F.relu, shapes=[(4, 5), (2, 3, 4, 4)])
+from minidl import assignments
+assignments.check("relu", globals());
 
+# %% [markdown]
+# The worked solution (in `minidl/assignments/solutions/`) passes the same check and lets the
+# notebook go on. To work outside the notebook, `minidl assignments start hw` copies the same stubs
+# into `hw/` and `minidl assignments check hw` grades them with the same words.
+#
+# %
+# solution = assignments.solution("relu")   # the worked solution file, graded as yours would be
+# assert assignments.check("relu", solution).passed
+# ReLU = solution.ReLU   # the notebook goes on with these
 
 # %% [markdown]
 # ## ReLU vs tanh gradients (slide 13)

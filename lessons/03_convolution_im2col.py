@@ -27,15 +27,14 @@ sys.path.insert(0, os.path.abspath(".."))     # minidl from this checkout, even 
 import numpy as np
 import minidl as md
 from minidl import nn, functional as F, models
-from minidl.testing import check_layer
 from lessonlib import FAST, pick, digits, train, error_of, smooth, show
 md.manual_seed(0)
 print("fast mode" if FAST else "full mode")
 
 # %%
 x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
-from solutions.im2col import im2col as sol_im2col
-col = sol_im2col(x, 2, 1, 0)
+from minidl.assignments.solutions.part2_conv import im2col as sol_im2col   # the assignment's worked im2col
+col = sol_im2col(x, 2, 2, 1, 0)
 print("input\n", x[0, 0])
 print("im2col with a 2x2 window, stride 1: one column per output position\n", col)
 w = np.array([[1.0, 0.0], [0.0, -1.0]])
@@ -70,7 +69,7 @@ edges = {"vertical edges": sobel_x, "horizontal edges": sobel_x.T,
          "diagonal edges /": np.array([[-2, -1, 0], [-1, 0, 1], [0, 1, 2]], dtype=np.float64)}
 Wf = np.stack([f.ravel() for f in edges.values()])                      # (4, 9): one filter per row
 H, W_ = photo.shape
-col = sol_im2col(photo[None, None], 3, 1, 1)                            # (9, H*W)
+col = sol_im2col(photo[None, None], 3, 3, 1, 1)                            # (9, H*W)
 maps = (Wf @ col).reshape(len(edges), H, W_)
 same = np.allclose(maps, F.conv2d(md.tensor(photo[None, None]), md.tensor(Wf.reshape(4, 1, 3, 3)), None, 1, 1).numpy()[0])
 print(f"photo {H}x{W_}; col {col.shape[0]} x {col.shape[1]:,} ({col.nbytes / photo.nbytes:.0f}x the photo's memory); "
@@ -98,7 +97,7 @@ plt.tight_layout(); plt.show()
 
 # %%
 crop = photo[60:70, 100:124]
-ccol = sol_im2col(crop[None, None], 3, 1, 1)                            # (9, 240)
+ccol = sol_im2col(crop[None, None], 3, 3, 1, 1)                            # (9, 240)
 pick_px = (4, 9)                                                        # one pixel, outlined in all three panels
 c = pick_px[0] * crop.shape[1] + pick_px[1]
 fig, axes = plt.subplots(3, 1, figsize=(13, 9), gridspec_kw={"height_ratios": [2.2, 1.4, 1]})
@@ -122,56 +121,45 @@ print("column", c, "=", np.round(ccol[:, c], 3), "\n    = the window", np.round(
 # %% [markdown]
 # ## Exercise: im2col and col2im
 #
-# `my_im2col(x, k, s, p)` turns `x (N, C, H, W)` into `(C*k*k, N*oh*ow)`: row `(c, i, j)`,
-# column `(n, y, x)` holds `x[n, c, y*s - p + i, x*s - p + j]` (zero in the padding).
-# `my_col2im` is its adjoint: it adds every column entry back to the pixel it came from — where
-# windows overlap, contributions **sum**. The class below builds a convolution from your two
-# functions; `check_layer` compares it with `F.conv2d` (stride 2 with a 3x3 kernel, so windows overlap).
+# `im2col(x, kh, kw, stride, padding)` turns `x (N, C, H, W)` into `(C*kh*kw, N*oh*ow)`: row `(c, i, j)`,
+# column `(n, y, x)` holds `x[n, c, y*stride - padding + i, x*stride - padding + j]` (zero in the padding).
+# `col2im` is its adjoint: it adds every column entry back to the pixel it came from — where
+# windows overlap, contributions **sum**. The grader checks both on overlapping windows (stride 2 with
+# a 3x3 kernel), padding and odd sizes; the convolution built on them is task `conv` of the assignments.
 
 # %%
-def my_im2col(x, k, s=1, p=0):
-    N, C, H, W = x.shape
-    oh, ow = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
-    # EXERCISE: fill the columns
-    return np.zeros((C * k * k, N * oh * ow), dtype=x.dtype)
-
-def my_col2im(col, x_shape, k, s=1, p=0):
-    # EXERCISE: add every column entry back to its pixel
-    return np.zeros(x_shape, dtype=col.dtype)
+# The stub of assignment tasks `im2col` and `col2im`: replace each NotImplementedError with your code.
+def im2col(x, kh, kw, stride=1, padding=0):
+    """x (N, C, H, W) -> col (C*kh*kw, N*oh*ow): every receptive field as a column."""
+    raise NotImplementedError("im2col: pad x (np.pad), then copy every kernel offset (i, j) into its rows")
 
 
-# %%
-class ConvGEMM(md.Function):
-    """y = W (K, C*k*k) @ col; backward: gW = g @ col^T, gx = col2im(W^T @ g)."""
-    def __init__(self, im2col, col2im, stride=1, padding=0):
-        self.im2col, self.col2im, self.s, self.p = im2col, col2im, stride, padding
+def col2im(col, x_shape, kh, kw, stride=1, padding=0):
+    """col (C*kh*kw, N*oh*ow) -> (N, C, H, W): the adjoint of im2col. Every entry is added back to the
+    pixel it came from; where windows overlap the contributions sum; the padding is cut away."""
+    raise NotImplementedError("col2im: add (+=) every kernel offset's entries back into a zero padded "
+                              "image, then crop the padding")
 
-    def forward(self, x, w):
-        N, C, H, W = x.shape
-        K, _, k, _ = w.shape
-        oh, ow = (H + 2 * self.p - k) // self.s + 1, (W + 2 * self.p - k) // self.s + 1
-        self.col, self.w, self.x_shape = self.im2col(x, k, self.s, self.p), w, x.shape
-        return (w.reshape(K, -1) @ self.col).reshape(K, N, oh, ow).transpose(1, 0, 2, 3)
-
-    def backward(self, gy):
-        K, k = self.w.shape[0], self.w.shape[2]
-        g = gy.transpose(1, 0, 2, 3).reshape(K, -1)
-        gw = (g @ self.col.T).reshape(self.w.shape)
-        gx = self.col2im(self.w.reshape(K, -1).T @ g, self.x_shape, k, self.s, self.p)
-        return gx, gw
-
-def check_conv():
-    return check_layer(lambda x, w: ConvGEMM(my_im2col, my_col2im, 2, 1)(x, w),
-                       reference=lambda x, w: F.conv2d(x, w, None, 2, 1),
-                       shapes=[((2, 2, 7, 7), (3, 2, 3, 3))], name="ConvGEMM")
-result = check_conv()
 
 # %% [markdown]
-# Solution: `solutions/im2col.py`.
+# The grader of the assignment track (`minidl assignments check`) judges the names defined above:
+# PASS, FAIL with the part that is wrong and a hint, or NOT STARTED while the stub is untouched.
 
 # %%
-from solutions.im2col import im2col as my_im2col, col2im as my_col2im
-assert check_conv()
+from minidl import assignments
+assignments.check("im2col", globals());
+assignments.check("col2im", globals());
+
+# %% [markdown]
+# The worked solution (in `minidl/assignments/solutions/`) passes the same check and lets the
+# notebook go on. To work outside the notebook, `minidl assignments start hw` copies the same stubs
+# into `hw/` and `minidl assignments check hw` grades them with the same words.
+#
+# %
+# solution = assignments.solution("im2col")   # the worked solution file, graded as yours would be
+# assert assignments.check("im2col", solution).passed
+# assert assignments.check("col2im", solution).passed
+# im2col, col2im = solution.im2col, solution.col2im   # the notebook goes on with these
 
 # %% [markdown]
 # ## The memory cost, layer by layer in AlexNet
@@ -209,7 +197,7 @@ for name, m in convs:
 # ## Speed: loops vs one GEMM
 #
 # The same convolution three ways: a Python loop over output positions (each a small dot product),
-# the im2col + GEMM above, and `F.conv2d` (Numba im2col + BLAS).
+# im2col + GEMM in NumPy (the assignment's worked `Conv2d`), and `F.conv2d` (Numba im2col + BLAS).
 
 # %%
 import time
@@ -228,7 +216,8 @@ def timed(f):
     t = time.perf_counter(); r = f(); return r, time.perf_counter() - t
 
 r1, t1 = timed(lambda: conv_loops(xa, wa))
-r2, t2 = timed(lambda: ConvGEMM(my_im2col, my_col2im)(md.tensor(xa), md.tensor(wa)).numpy())
+from minidl.assignments.solutions.part2_conv import Conv2d as Conv2dIm2col   # im2col + one GEMM, in NumPy
+r2, t2 = timed(lambda: Conv2dIm2col()(md.tensor(xa), md.tensor(wa), md.tensor(np.zeros(K))).numpy())
 r3, t3 = timed(lambda: F.conv2d(md.tensor(xa), md.tensor(wa)).numpy())
 assert np.allclose(r1, r2) and np.allclose(r1, r3)
 print(f"loops {1e3 * t1:.1f} ms, im2col+GEMM (NumPy) {1e3 * t2:.1f} ms, F.conv2d {1e3 * t3:.1f} ms")

@@ -27,7 +27,6 @@ sys.path.insert(0, os.path.abspath(".."))     # minidl from this checkout, even 
 import numpy as np
 import minidl as md
 from minidl import nn, functional as F, models
-from minidl.testing import check_layer
 from lessonlib import FAST, pick, digits, train, error_of, smooth, show
 md.manual_seed(0)
 print("fast mode" if FAST else "full mode")
@@ -214,37 +213,55 @@ by_hand = a[0, c, 0, 0] / (2.0 + 1e-4 * (a[0, c - 2:c + 3, 0, 0] ** 2).sum()) **
 print(f"minidl {b[0, c, 0, 0]:.6f}, by hand {by_hand:.6f}")
 
 # %% [markdown]
-# ### Exercise: LRN backward
+# ### Exercise: LRN, forward and backward
 #
-# Write the backward of LRN. With d = k + α·(window sum of a²) and b = a·d^−β, the output b[c]
-# depends on a[c] directly and, through d[c], on every a[c'] in its window. Check against
-# `F.local_response_norm` (which is also used as the forward reference).
+# With d = k + α·(window sum of a²) and b = a·d^−β, the output b[c] depends on a[c] directly and,
+# through d[c], on every a[c'] in its window. The grader compares with `F.local_response_norm` on a case
+# with a large α, so that a backward without the cross-channel term fails.
 
 # %%
-from solutions.lrn import window_sum      # the forward helper is given
+# The stub of assignment task `lrn`: replace each NotImplementedError with your code.
+from minidl import Function
 
-class MyLRN(md.Function):
+class LocalResponseNorm(Function):
+    """The AlexNet paper's LRN, x (N, C, ...) -> y of the same shape:
+
+        scale[c] = k + alpha * sum of x[j]^2 over channels j = c - size//2 ... c + (size-1)//2 (clipped)
+        y[c]     = x[c] * scale[c] ** -beta
+
+    alpha is NOT divided by size (PyTorch's LocalResponseNorm divides it). Backward: channel j appears in
+    its own output and in the scale of every c whose window holds it:
+
+        gx[j] = gy[j] * scale[j] ** -beta - 2 * alpha * beta * x[j] * sum over those c of gy[c] * y[c] / scale[c]
+    """
+
     def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0):
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
-    def forward(self, a):
-        self.a = a
-        self.d = self.k + self.alpha * window_sum(a * a, self.size)
-        self.b = a * self.d ** -self.beta
-        return self.b
+    def forward(self, x):
+        raise NotImplementedError("lrn: compute scale over each channel's window, save x, y and scale, return y")
 
-    def backward(self, gb):
-        # EXERCISE: add the term that flows through the neighbours' normalisers
-        return gb * self.d ** -self.beta
+    def backward(self, gy):
+        raise NotImplementedError("lrn: the direct term gy * scale**-beta plus the cross-channel term")
 
-def check_lrn(cls):     # a large alpha makes the cross-channel term matter
-    return check_layer(lambda a: cls(5, 0.1, 0.75, 2.0)(a), reference=lambda a: F.local_response_norm(a, 5, 0.1, 0.75, 2.0),
-                       shapes=[(2, 7, 3, 3)], name=cls.__name__)
-result = check_lrn(MyLRN)
+
+# %% [markdown]
+# The grader of the assignment track (`minidl assignments check`) judges the names defined above:
+# PASS, FAIL with the part that is wrong and a hint, or NOT STARTED while the stub is untouched.
 
 # %%
-from solutions.lrn import LRN as MyLRN
-assert check_lrn(MyLRN)
+from minidl import assignments
+assignments.check("lrn", globals());
+
+# %% [markdown]
+# The worked solution (in `minidl/assignments/solutions/`) passes the same check and lets the
+# notebook go on. To work outside the notebook, `minidl assignments start hw` copies the same stubs
+# into `hw/` and `minidl assignments check hw` grades them with the same words.
+#
+# %
+# solution = assignments.solution("lrn")   # the worked solution file, graded as yours would be
+# assert assignments.check("lrn", solution).passed
+# LocalResponseNorm = solution.LocalResponseNorm   # the notebook goes on with these
 
 # %% [markdown]
 # ## Overlapping pooling

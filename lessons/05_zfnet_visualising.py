@@ -34,7 +34,6 @@ import numpy as np
 import matplotlib.pyplot as plt
 import minidl as md
 from minidl import nn, functional as F, models
-from minidl.testing import check_layer
 from lessonlib import FAST, pick, digits, train, error_of, smooth, show
 md.manual_seed(0)
 print("fast mode" if FAST else "full mode")
@@ -245,39 +244,54 @@ fig.tight_layout(); plt.show()
 # ## Exercise: max-pooling with switches
 #
 # The deconvnet's unpooling is the backward pass of max-pooling: the gradient goes to the element
-# that was the maximum (the *switch*). Finish `backward` of this 3x3 stride-2 max-pool, which
-# records its switches as input rows and columns.
+# that was the maximum (the *switch*). Write the 3x3 stride-2 max-pool (ceil mode and padding too) that
+# records its switches in forward and uses them in backward; overlapping windows must sum.
 
 # %%
-class MyMaxPool(md.Function):
-    def __init__(self, k=3, s=2):
-        self.k, self.s = k, s
+# The stub of assignment task `max_pool`: replace each NotImplementedError with your code.
+from minidl import Function
+
+def pool_output_size(size, kernel, stride, padding, ceil_mode):
+    """Output length of one axis: floor (or ceil, with ceil_mode) of (size + 2*padding - kernel) / stride,
+    plus 1; in ceil mode the last window must start inside the input or the left padding."""
+    span = size + 2 * padding - kernel
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+class MaxPool2d(Function):
+    """y[n, c, i, j] = max of x[n, c] over window (i, j). Forward records the "switch" of each output, the
+    flat index h*W + w of its max in the input plane; backward adds gy[n, c, i, j] to gx at that switch
+    (a pixel that is the max of two overlapping windows gets both gradients)."""
+
+    def __init__(self, kernel_size=3, stride=2, padding=0, ceil_mode=False):
+        self.k, self.s, self.p, self.ceil_mode = kernel_size, stride, padding, ceil_mode
 
     def forward(self, x):
-        N, C, H, W = x.shape
-        k, s = self.k, self.s
-        oh, ow = (H - k) // s + 1, (W - k) // s + 1
-        win = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]
-        flat = win.reshape(N, C, oh, ow, k * k)
-        arg = flat.argmax(axis=-1)
-        di, dj = np.divmod(arg, k)
-        self.rows = np.arange(oh)[:, None] * s + di       # switch: the input row of every maximum
-        self.cols = np.arange(ow)[None, :] * s + dj       # ... and its column
-        self.x_shape = x.shape
-        return flat.max(axis=-1)
+        raise NotImplementedError("max_pool: for every output (i, j) take the max of its clipped window and "
+                                  "record the switch (h*W + w of the max)")
 
     def backward(self, gy):
-        N, C, H, W = self.x_shape
-        gx = np.zeros(self.x_shape, dtype=gy.dtype)
-        # EXERCISE: this puts every gradient at the top-left corner of its window; use the switches
-        oh, ow = gy.shape[2:]
-        for i in range(oh):
-            for j in range(ow):
-                gx[:, :, i * self.s, j * self.s] += gy[:, :, i, j]
-        return gx
+        raise NotImplementedError("max_pool: add every gy[n, c, i, j] to gx at its switch (np.add.at sums repeats)")
 
-result = check_layer(MyMaxPool, reference=lambda x: F.max_pool2d(x, 3, 2), shapes=[(2, 3, 7, 7)])
+
+# %% [markdown]
+# The grader of the assignment track (`minidl assignments check`) judges the names defined above:
+# PASS, FAIL with the part that is wrong and a hint, or NOT STARTED while the stub is untouched.
 
 # %%
-from solutions.maxpool import MaxPoolSwitches
-assert check_layer(lambda x: MaxPoolSwitches(3, 2)(x), reference=lambda x: F.max_pool2d(x, 3, 2), shapes=[(2, 3, 7, 7)])
+from minidl import assignments
+assignments.check("max_pool", globals());
+
+# %% [markdown]
+# The worked solution (in `minidl/assignments/solutions/`) passes the same check and lets the
+# notebook go on. To work outside the notebook, `minidl assignments start hw` copies the same stubs
+# into `hw/` and `minidl assignments check hw` grades them with the same words.
+#
+# %
+# solution = assignments.solution("max_pool")   # the worked solution file, graded as yours would be
+# assert assignments.check("max_pool", solution).passed
+# MaxPool2d = solution.MaxPool2d   # the notebook goes on with these
+

@@ -28,7 +28,6 @@ sys.path.insert(0, os.path.abspath(".."))     # minidl from this checkout, even 
 import numpy as np
 import minidl as md
 from minidl import nn, functional as F, models
-from minidl.testing import check_layer
 from lessonlib import FAST, pick, digits, train, error_of, smooth, show
 md.manual_seed(0)
 print("fast mode" if FAST else "full mode")
@@ -193,32 +192,46 @@ for use_aux in (False, True):
 # %% [markdown]
 # ## Exercise: an Inception module
 #
-# Complete the module: four branches on the same input, concatenated along channels. Sizes are
-# tiny so that the check is quick; it gradient-checks the input and every parameter.
+# Four branches on the same input, concatenated along channels. The grader copies the weights of
+# `models.googlenet`'s own `Inception` into yours and compares output, input gradient and every
+# parameter gradient: a module that drops a branch or concatenates them in another order fails.
 
 # %%
-from solutions.inception import ConvReLU
+# The stub of assignment task `inception`: replace each NotImplementedError with your code.
+from minidl.models._common import ConvReLU  # conv (with bias) then ReLU; keys conv.weight, conv.bias
 
-class MyInception(nn.Module):
-    def __init__(self, cin, c1, c3r, c3, c5r, c5, pool_proj):
+
+class Inception(nn.Module):
+    """Four branches on the same input, concatenated along channels in this order:
+    branch1 = ConvReLU(in, ch1x1, 1)
+    branch2 = Sequential(ConvReLU(in, ch3x3red, 1), ConvReLU(ch3x3red, ch3x3, 3, padding=1))
+    branch3 = Sequential(ConvReLU(in, ch5x5red, 1), ConvReLU(ch5x5red, ch5x5, 5, padding=2))
+    branch4 = Sequential(MaxPool2d(3, stride=1, padding=1, ceil_mode=True), ConvReLU(in, pool_proj, 1))
+    (N, in, H, W) -> (N, ch1x1 + ch3x3 + ch5x5 + pool_proj, H, W)."""
+
+    def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj):
         super().__init__()
-        self.branch1 = ConvReLU(cin, c1, 1)
-        # EXERCISE: branch2 (1x1 reduce -> 3x3), branch3 (1x1 reduce -> 5x5), branch4 (3x3/1 max-pool -> 1x1)
+        raise NotImplementedError("inception: build branch1 ... branch4 as the docstring says")
+
     def forward(self, x):
-        return self.branch1(x)   # EXERCISE: concatenate all four branches
+        raise NotImplementedError("inception: run the four branches on x and concatenate them (F.concat, axis=1)")
 
-def check_inception(cls):
-    md.manual_seed(0)
-    m = cls(3, 2, 2, 2, 1, 2, 1)
-    out = m(md.tensor(np.zeros((1, 3, 4, 4), dtype=np.float32)))
-    ok_shape = out.shape == (1, 2 + 2 + 2 + 1, 4, 4)
-    print("output shape", out.shape, "ok" if ok_shape else "WRONG: expected (1, 7, 4, 4)")
-    ok = bool(check_layer(m, shapes=[(1, 3, 4, 4)], name=cls.__name__)) and ok_shape
-    print("verdict:", "PASS" if ok else "FAIL")
-    return ok
 
-check_inception(MyInception)
+# %% [markdown]
+# The grader of the assignment track (`minidl assignments check`) judges the names defined above:
+# PASS, FAIL with the part that is wrong and a hint, or NOT STARTED while the stub is untouched.
 
 # %%
-from solutions.inception import Inception as MyInception
-assert check_inception(MyInception)
+from minidl import assignments
+assignments.check("inception", globals());
+
+# %% [markdown]
+# The worked solution (in `minidl/assignments/solutions/`) passes the same check and lets the
+# notebook go on. To work outside the notebook, `minidl assignments start hw` copies the same stubs
+# into `hw/` and `minidl assignments check hw` grades them with the same words.
+#
+# %
+# solution = assignments.solution("inception")   # the worked solution file, graded as yours would be
+# assert assignments.check("inception", solution).passed
+# Inception = solution.Inception   # the notebook goes on with these
+

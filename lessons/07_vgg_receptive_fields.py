@@ -26,7 +26,6 @@ sys.path.insert(0, os.path.abspath(".."))     # minidl from this checkout, even 
 import numpy as np
 import minidl as md
 from minidl import nn, functional as F, models
-from minidl.testing import check_layer
 from lessonlib import FAST, pick, digits, train, error_of, smooth, show
 md.manual_seed(0)
 print("fast mode" if FAST else "full mode")
@@ -161,25 +160,36 @@ for f in receptive_field(feats):
 # %% [markdown]
 # ## Exercise: a VGG block
 #
-# Write `my_vgg_block(cin, cout, n)`: n 3x3 convolutions (stride 1, padding 1) each followed by a
-# ReLU, then a 2x2 max-pool. The check: output shape, receptive field, and a gradient check.
+# Write `vgg_block(in_channels, out_channels, num_convs)`: that many 3x3 convolutions (stride 1,
+# padding 1) each followed by a ReLU, then a 2x2 max-pool. The grader compares it, weights copied in,
+# with minidl's own VGG block: output and gradients.
 
 # %%
-def my_vgg_block(cin, cout, n):
-    # EXERCISE
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU())
+# The stub of assignment task `vgg_block`: replace each NotImplementedError with your code.
+from minidl.models._common import ConvReLU  # conv (with bias) then ReLU; keys conv.weight, conv.bias
 
-def check_block(fn):
-    md.manual_seed(0)
-    block = fn(2, 3, 2)
-    out = block(md.tensor(np.zeros((1, 2, 6, 6), dtype=np.float32)))
-    rf = receptive_field(block)[-1].size
-    ok = out.shape == (1, 3, 3, 3) and rf == 6
-    print(f"output {out.shape} (want (1, 3, 3, 3)), receptive field {rf} (want 6: 5 from two 3x3, +1 from the pool)")
-    return check_layer(block, shapes=[(1, 2, 4, 4)], name="vgg block") and ok
 
-check_block(my_vgg_block)
+def vgg_block(in_channels, out_channels, num_convs):
+    """nn.Sequential of num_convs x (3x3 conv, stride 1, padding 1, then ReLU), then a 2x2/2 max-pool.
+    (N, in, H, W) -> (N, out, H // 2, W // 2); keys 0.weight, 0.bias, 2.weight, ..."""
+    raise NotImplementedError("vgg_block: return nn.Sequential(conv, ReLU, ..., nn.MaxPool2d(2, stride=2))")
+
+
+# %% [markdown]
+# The grader of the assignment track (`minidl assignments check`) judges the names defined above:
+# PASS, FAIL with the part that is wrong and a hint, or NOT STARTED while the stub is untouched.
 
 # %%
-from solutions.vgg_block import vgg_block as my_vgg_block
-assert check_block(my_vgg_block)
+from minidl import assignments
+assignments.check("vgg_block", globals());
+
+# %% [markdown]
+# The worked solution (in `minidl/assignments/solutions/`) passes the same check and lets the
+# notebook go on. To work outside the notebook, `minidl assignments start hw` copies the same stubs
+# into `hw/` and `minidl assignments check hw` grades them with the same words.
+#
+# %
+# solution = assignments.solution("vgg_block")   # the worked solution file, graded as yours would be
+# assert assignments.check("vgg_block", solution).passed
+# vgg_block = solution.vgg_block   # the notebook goes on with these
+

@@ -30,7 +30,6 @@ sys.path.insert(0, os.path.abspath(".."))     # minidl from this checkout, even 
 import numpy as np
 import minidl as md
 from minidl import nn, functional as F, models
-from minidl.testing import check_layer
 from lessonlib import FAST, pick, digits, train, error_of, smooth, show
 md.manual_seed(0)
 print("fast mode" if FAST else "full mode")
@@ -41,39 +40,45 @@ print("fast mode" if FAST else "full mode")
 #
 # Two 3x3 convolutions (no bias) each followed by batch norm, a ReLU between them; the input added
 # to the result before the final ReLU. With `shortcut=False` the same block without the addition
-# (the plain net's block).
+# (the plain net's block). The grader compares it, weights copied in, with `models.resnet.BasicBlock`.
 
 # %%
-class MyResidualBlock(nn.Module):
-    def __init__(self, channels, shortcut=True):
+# The stub of assignment task `basic_block`: replace each NotImplementedError with your code.
+from minidl.models._common import ConvReLU  # conv (with bias) then ReLU; keys conv.weight, conv.bias
+
+
+class BasicBlock(nn.Module):
+    """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut), shortcut = x, or downsample(x) when given;
+    shortcut=False: no addition (the plain net's block).
+    conv1 = Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False), bn1 = BatchNorm2d(planes),
+    conv2 = Conv2d(planes, planes, 3, padding=1, bias=False), bn2 = BatchNorm2d(planes), relu = ReLU()."""
+    expansion = 1
+
+    def __init__(self, in_planes, planes, stride=1, downsample=None, shortcut=True):
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels)
-        self.relu = nn.ReLU()
-        self.shortcut = shortcut
+        raise NotImplementedError("basic_block: build conv1, bn1, relu, conv2, bn2; keep downsample and shortcut")
 
     def forward(self, x):
-        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
-        return self.relu(out)     # EXERCISE: add the shortcut when self.shortcut is True
+        raise NotImplementedError("basic_block: the two convolutions, then relu(out + shortcut)")
 
-def check_block(cls):
-    md.manual_seed(0)
-    block = cls(2)
-    for p in (block.bn2.weight, block.bn2.bias):   # F(x) = 0: a residual block must then pass relu(x) through
-        p.data[:] = 0
-    x = np.random.default_rng(0).standard_normal((2, 2, 4, 4)).astype(np.float32)
-    identity = np.allclose(block(md.tensor(x)).numpy(), np.maximum(x, 0), atol=1e-6)
-    print("with F(x) = 0 the block outputs relu(x):", identity)
-    md.manual_seed(0)
-    return check_layer(cls(2), shapes=[(2, 2, 3, 3)], name=cls.__name__) and identity
 
-check_block(MyResidualBlock)
+# %% [markdown]
+# The grader of the assignment track (`minidl assignments check`) judges the names defined above:
+# PASS, FAIL with the part that is wrong and a hint, or NOT STARTED while the stub is untouched.
 
 # %%
-from solutions.residual import ResidualBlock as MyResidualBlock
-assert check_block(MyResidualBlock)
+from minidl import assignments
+assignments.check("basic_block", globals());
+
+# %% [markdown]
+# The worked solution (in `minidl/assignments/solutions/`) passes the same check and lets the
+# notebook go on. To work outside the notebook, `minidl assignments start hw` copies the same stubs
+# into `hw/` and `minidl assignments check hw` grades them with the same words.
+#
+# %
+# solution = assignments.solution("basic_block")   # the worked solution file, graded as yours would be
+# assert assignments.check("basic_block", solution).passed
+# BasicBlock = solution.BasicBlock   # the notebook goes on with these
 
 # %% [markdown]
 # ## Plain vs residual, shallow vs deep

@@ -165,3 +165,23 @@ def test_executed_copy_is_current(path):
         if "image/png" in o.get("data", {}):
             size = Image.open(io.BytesIO(base64.b64decode(o["data"]["image/png"]))).size
             assert min(size) >= 400, f"lessons/executed/{name}: a figure of {size[0]}x{size[1]} px (want >= 400 px)"
+
+
+def test_exercises_are_the_assignment_starters():
+    """Each lesson exercise is an assignment task: its cell holds that task's starter stub as shipped
+    (so the notebook and `minidl assignments start` hand out the same code) and is graded by
+    `assignments.check` on the notebook's names, then by the worked solution."""
+    import re
+    from minidl import assignments
+    graded = {}
+    for path in NOTEBOOKS:
+        with open(os.path.splitext(path)[0] + ".py", encoding="utf-8") as f:
+            source = f.read()
+        for task in re.findall(r'assignments\.check\("(\w+)", globals\(\)\)', source):
+            graded[task] = os.path.basename(path)
+            stub = assignments.starter_source(task)
+            body = [ln for ln in stub.splitlines() if ln.strip() and not ln.startswith(("import ", "from "))]
+            assert "\n".join(body) in "\n".join(ln for ln in source.splitlines() if ln.strip()), \
+                f"{os.path.basename(path)}: the exercise cell of {task!r} is not the assignment's starter stub"
+            assert f'assignments.check("{task}", solution)' in source, f"{os.path.basename(path)}: no solution check"
+    assert len(graded) >= 9, graded

@@ -33,10 +33,17 @@ def check(task, namespace, verbose=True):
     """Grade one task on the names in ``namespace`` (a dict such as a notebook's ``globals()``, or a
     module); print its verdict line (unless ``verbose=False``) and return the Result."""
     t = _task(task)
-    result = run_check(t, Names(namespace, "your namespace"))
+    names = namespace if isinstance(namespace, Names) else Names(namespace, "your namespace")
+    result = run_check(t, names)
     if verbose:
         print(result.line())
     return result
+
+
+def solution(task):
+    """The worked solution file of ``task``, loaded afresh exactly as a student's file is: its names
+    (``solution(task).ReLU`` …) pass ``check`` and let a notebook go on after its exercise."""
+    return load_file(os.path.join(SOLUTIONS, _task(task).file))
 
 
 def check_dir(folder, tasks=None):
