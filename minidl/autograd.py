@@ -8,7 +8,6 @@ output that only a ReLU read) is freed as soon as the forward has moved past it.
 ``Tensor.backward()`` walks the Functions in reverse topological order, iteratively, summing the
 gradients of a Node that feeds several ops, and drops each Function's saved arrays once used.
 """
-import contextlib
 import weakref
 
 import numpy as np
@@ -20,22 +19,22 @@ class Config:
     enable_grad = True
 
 
-@contextlib.contextmanager
-def _grad_mode(enabled):
-    old, Config.enable_grad = Config.enable_grad, enabled
-    try:
-        yield
-    finally:
-        Config.enable_grad = old
+class no_grad:
+    """``with no_grad():`` ops record nothing in the block (inference, optimiser updates)."""
+
+    enabled = False
+
+    def __enter__(self):
+        self.old, Config.enable_grad = Config.enable_grad, self.enabled
+
+    def __exit__(self, *exc):
+        Config.enable_grad = self.old
 
 
-def no_grad():
-    """Within this block ops record nothing (inference, optimiser updates)."""
-    return _grad_mode(False)
+class enable_grad(no_grad):
+    """``with enable_grad():`` ops record again (inside a no_grad block)."""
 
-
-def enable_grad():
-    return _grad_mode(True)
+    enabled = True
 
 
 def is_grad_enabled():
