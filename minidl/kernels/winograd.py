@@ -134,12 +134,15 @@ def best_tile(oh, ow):
     return min(TILES, key=lambda m: ((m + 2) ** 2 * math.prod(tiles(oh, ow, m)), m))
 
 
-# The ``auto`` rule, from benchmarks/cpu.py --rows winograd-sweep (RESULTS.md, CPU section): Winograd
-# beat im2col on this 2-core machine once both channel counts were >= 16 and the output had >= 64
-# pixels; below that the transforms cost more than the multiplies they save. float64 keeps
-# im2col: auto promises float64 results unchanged.
-AUTO_MIN_CHANNELS = 16
-AUTO_MIN_PIXELS = 64
+# The ``auto`` rule, from benchmarks/cpu.py --rows winograd --threads 1 (RESULTS.md, CPU section;
+# a loaded 2-core machine): Winograd F(4,3) beat im2col at 128 -> 128 channels on 56x56 outputs
+# (0.84x of im2col's time), tied or lost at 64 channels on 32x32 (1.08-1.10x) and at 256 -> 384 on
+# 13x13 (1.37x: its 4x4 tiles cover 16x16). Below that the transforms cost more than the
+# multiplies they save. So: both channel counts >= 128 and >= 32x32 output pixels. Re-derive on
+# another machine with benchmarks/cpu.py --rows sweep. float64 keeps im2col: auto promises float64
+# results unchanged.
+AUTO_MIN_CHANNELS = 128
+AUTO_MIN_PIXELS = 1024
 # On the GPU "auto" keeps im2col until a lent GPU has measured the CUDA transforms (benchmarks/gpu.py
 # compares algorithm="winograd" with "im2col" on VGG16); none was lent when they were written.
 AUTO_ON_GPU = False
@@ -533,7 +536,8 @@ def _gpu_transforms(cp):
 
 
 def _transforms(x):
-    if type(x).__module__.startswith("cupy"):
+    from minidl import backend
+    if backend._is_cupy_array(x):
         import cupy
         return _gpu_transforms(cupy)
     return _CpuTransforms
