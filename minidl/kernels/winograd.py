@@ -134,15 +134,16 @@ def best_tile(oh, ow):
     return min(TILES, key=lambda m: ((m + 2) ** 2 * math.prod(tiles(oh, ow, m)), m))
 
 
-# The ``auto`` rule, from benchmarks/cpu.py --rows winograd --threads 1 (RESULTS.md, CPU section;
-# a loaded 2-core machine): Winograd F(4,3) beat im2col at 128 -> 128 channels on 56x56 outputs
-# (0.84x of im2col's time), tied or lost at 64 channels on 32x32 (1.08-1.10x) and at 256 -> 384 on
-# 13x13 (1.37x: its 4x4 tiles cover 16x16). Below that the transforms cost more than the
-# multiplies they save. So: both channel counts >= 128 and >= 32x32 output pixels. Re-derive on
-# another machine with benchmarks/cpu.py --rows sweep. float64 keeps im2col: auto promises float64
-# results unchanged.
-AUTO_MIN_CHANNELS = 128
-AUTO_MIN_PIXELS = 1024
+# The ``auto`` rule, from benchmarks/cpu.py --rows winograd (RESULTS.md, CPU section; a loaded
+# 2-core machine, so noisy). With 2 threads (load ~3) Winograd F(4,3) took 0.79x of im2col's time
+# at 64 -> 128 channels on 32x32, tied at 64 -> 64 (0.98x), and made the VGG-style step 0.69x of
+# im2col's (0.85x PyTorch's); it lost at 256 -> 384 channels on 13x13 (2.1x: its 4x4 tiles cover
+# 16x16) and single-threaded at heavy load lost or tied everywhere but 128 channels on 56x56.
+# Below that the transforms cost more than the multiplies they save. So: both channel counts
+# >= 64 and >= 16x16 output pixels. Re-derive on another machine with --rows sweep / --rows
+# winograd. float64 keeps im2col: auto promises float64 results unchanged.
+AUTO_MIN_CHANNELS = 64
+AUTO_MIN_PIXELS = 256
 # On the GPU "auto" keeps im2col until a lent GPU has measured the CUDA transforms (benchmarks/gpu.py
 # compares algorithm="winograd" with "im2col" on VGG16); none was lent when they were written.
 AUTO_ON_GPU = False
