@@ -12,7 +12,8 @@ output sizes). Prints the median milliseconds of each library and the ratios to 
 
 ``--rows winograd``: the 3x3 conv rows and a VGG-style SGD step (conv3x3-64, ReLU, conv3x3-64, ReLU,
 max-pool 2, conv3x3-128, ReLU, conv3x3-128, ReLU, max-pool 2, linear 8192->10; 32x32 images, batch
-128), minidl with Winograd (algorithm="winograd"), minidl with im2col and PyTorch, interleaved;
+128), minidl with Winograd (algorithm="winograd"; in the step for every conv but the first), minidl
+with im2col and PyTorch, interleaved;
 the ratio of each repetition is taken and the median of those ratios reported (steadier on a
 loaded machine than a ratio of medians). In the default rows minidl runs with algorithm="auto".
 
@@ -173,8 +174,9 @@ def vgg_params(rng):
 
 
 def minidl_vgg(x, t, params, algorithm="auto"):
+    """algorithm: for the 64- and 128-channel convs; the first (3 input channels) keeps "auto" (im2col)."""
     c = functools.partial(nn.Conv2d, kernel_size=3, padding=1, algorithm=algorithm)
-    model = nn.Sequential(c(3, 64), nn.ReLU(), c(64, 64), nn.ReLU(), nn.MaxPool2d(2, 2),
+    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), c(64, 64), nn.ReLU(), nn.MaxPool2d(2, 2),
                           c(64, 128), nn.ReLU(), c(128, 128), nn.ReLU(), nn.MaxPool2d(2, 2),
                           nn.Flatten(), nn.Linear(8192, 10))
     model.load_state_dict(params)
@@ -274,7 +276,7 @@ def winograd_rows(repeat, has_torch):
     x = rng.standard_normal((128, 3, 32, 32)).astype(np.float32)
     t = rng.integers(0, 10, size=128)
     params = vgg_params(rng)
-    runs = {"winograd": minidl_vgg(x, t, params, "auto"), "im2col": minidl_vgg(x, t, params, "im2col")}
+    runs = {"winograd": minidl_vgg(x, t, params, "winograd"), "im2col": minidl_vgg(x, t, params, "im2col")}
     if has_torch:
         runs["pytorch"] = torch_vgg(x, t, params)
     report_ratios("VGG-style SGD step, batch 128", *ratios_alternating(runs, repeat, base), base)

@@ -310,7 +310,8 @@ print(f"N{n} C{c} {h}x{h} K{c}: im2col {med['im2col']:.1f} ms, Winograd F(4x4,3x
 
 # %% [markdown]
 # The fewer multiplications only pay where the GEMMs dominate: many channels (the transforms cost
-# per element, the GEMMs per element *and* channel) and outputs large enough to fill the tiles.
+# per element, the GEMMs per element *and* channel), outputs large enough to fill the tiles, and
+# batches with enough tiles to amortise the per-call costs (the small layer above has few).
 # That is why `F.conv2d(..., algorithm="auto")` picks Winograd per layer shape, from measurements
 # recorded in benchmarks/RESULTS.md, and never for float64 (whose results it keeps unchanged) —
 # and why VGG's uniform 3x3 stacks, not AlexNet's 11x11 and 5x5 filters, made the trick matter.

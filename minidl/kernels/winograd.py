@@ -134,12 +134,19 @@ def best_tile(oh, ow):
     return min(TILES, key=lambda m: ((m + 2) ** 2 * math.prod(tiles(oh, ow, m)), m))
 
 
-# The ``auto`` rule, from benchmarks/cpu.py --rows winograd-sweep (RESULTS.md, CPU section): Winograd
-# beat im2col on this 2-core machine once both channel counts were >= 16 and the output had >= 64
-# pixels; below that the transforms cost more than the multiplies they save. float64 keeps
-# im2col: auto promises float64 results unchanged.
-AUTO_MIN_CHANNELS = 16
-AUTO_MIN_PIXELS = 64
+# The ``auto`` rule, from benchmarks/cpu.py --rows winograd (RESULTS.md, CPU section; a loaded
+# 2-core machine, so noisy). With 2 threads (load ~3) Winograd F(4,3) took 0.79x of im2col's time
+# at 64 -> 128 channels on 32x32, tied at 64 -> 64 (0.98x), and made the VGG-style step 0.69x of
+# im2col's (0.85x PyTorch's); it lost at 256 -> 384 channels on 13x13 (2.1x: its 4x4 tiles cover
+# 16x16) and single-threaded at heavy load lost or tied everywhere but 128 channels on 56x56.
+# Below that the transforms cost more than the multiplies they save. So: both channel counts
+# >= 64 and >= 16x16 output pixels, and >= 1024 tiles in the batch (every row that won had >= 1568;
+# lesson 03's batch of 2, 32 tiles, measured 3.8x slower: per-call overheads). Re-derive on another
+# machine with --rows sweep / --rows winograd. float64 keeps im2col: auto promises float64
+# results unchanged.
+AUTO_MIN_CHANNELS = 64
+AUTO_MIN_PIXELS = 256
+AUTO_MIN_TILES = 1024
 # On the GPU "auto" keeps im2col until a lent GPU has measured the CUDA transforms (benchmarks/gpu.py
 # compares algorithm="winograd" with "im2col" on VGG16); none was lent when they were written.
 AUTO_ON_GPU = False
@@ -153,7 +160,8 @@ def auto_choice(x_shape, w_shape, stride, padding, groups, dtype):
     oh, ow = H + 2 * ph - 2, W + 2 * pw - 2
     if min(x_shape[1] // groups, w_shape[0] // groups) < AUTO_MIN_CHANNELS or oh * ow < AUTO_MIN_PIXELS:
         return None
-    return best_tile(oh, ow)
+    m = best_tile(oh, ow)
+    return m if x_shape[0] * math.prod(tiles(oh, ow, m)) >= AUTO_MIN_TILES else None
 
 
 # ==== reference: the obvious NumPy version, one tile position at a time ==============================
@@ -533,7 +541,8 @@ def _gpu_transforms(cp):
 
 
 def _transforms(x):
-    if type(x).__module__.startswith("cupy"):
+    from minidl import backend
+    if backend._is_cupy_array(x):
         import cupy
         return _gpu_transforms(cupy)
     return _CpuTransforms

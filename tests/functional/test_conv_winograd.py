@@ -4,6 +4,8 @@ grid of shapes, float64 gradient checks, the auto rule, and the errors for shape
 Stated tolerances: float32 results within 1e-4 of im2col's, relative to the largest magnitude of
 each result (the promise of ``auto``); float64 within 1e-10 relative.
 """
+import math
+
 import numpy as np
 import pytest
 
@@ -82,17 +84,23 @@ def _chosen(x, w, padding=1, algorithm="auto", stride=1):
 
 
 def test_auto_rule():
+    from minidl.kernels import winograd as wg
+    c, h = wg.AUTO_MIN_CHANNELS, math.isqrt(wg.AUTO_MIN_PIXELS - 1) + 1
+    n = -(-wg.AUTO_MIN_TILES // math.prod(wg.tiles(h, h, wg.best_tile(h, h))))   # enough tiles
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((2, 16, 12, 12)).astype(np.float32)
-    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
-    assert _chosen(x, w) == 4                                   # float32, 16 -> 16 channels, 12x12
+    x = rng.standard_normal((n, c, h, h)).astype(np.float32)
+    w = rng.standard_normal((c, c, 3, 3)).astype(np.float32)
+    assert _chosen(x, w) == wg.best_tile(h, h)                  # float32, big enough: Winograd
     assert _chosen(x.astype(np.float64), w.astype(np.float64)) is None    # float64 stays on im2col
     assert _chosen(x, w, algorithm="im2col") is None
     assert _chosen(x[:, :3], w[:, :3]) is None                  # 3 input channels: im2col is faster
-    assert _chosen(x[:, :, :6, :6], w, padding=0) is None       # 4x4 output
+    assert _chosen(x[:, :, :h - 1, :h - 1], w) is None          # too few output pixels
     assert _chosen(x, w, stride=2) is None
-    assert _chosen(x.astype(np.float64), w.astype(np.float64), algorithm="winograd") == 4
-    assert _chosen(x[:, :, :4, :4], w, padding=0, algorithm="winograd") == 2   # 2x2 output: F(2,3)
+    assert _chosen(x[:n - 1], w) is None                        # too few tiles in the batch
+    small = x[:1, :4, :8, :8]
+    assert _chosen(small, w[:4, :4], algorithm="winograd") == 4
+    assert _chosen(small.astype(np.float64), w[:4, :4].astype(np.float64), algorithm="winograd") == 4
+    assert _chosen(small[:, :, :4, :4], w[:4, :4], padding=0, algorithm="winograd") == 2   # 2x2 output: F(2,3)
 
 
 def test_errors_name_the_op_and_the_reason():

@@ -2,6 +2,7 @@
 forward/backward against the obvious per-tile NumPy reference (which in turn is checked against
 the definition of a convolution)."""
 import itertools
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -154,17 +155,22 @@ def test_float32_error_is_within_the_stated_bound():
 def test_tile_choice_and_auto_rule():
     assert wg.best_tile(32, 32) == 4 and wg.best_tile(13, 13) == 4 and wg.best_tile(2, 2) == 2
     assert wg.best_tile(3, 3) == 4 and wg.best_tile(6, 6) == 2 and wg.best_tile(7, 7) == 4
-    big, f32 = ((8, 64, 32, 32), (64, 64, 3, 3)), np.float32
-    assert wg.auto_choice(*big, (1, 1), (1, 1), 1, f32) == 4
+    c, h, f32 = wg.AUTO_MIN_CHANNELS, math.isqrt(wg.AUTO_MIN_PIXELS - 1) + 1, np.float32   # h*h >= the minimum
+    n = -(-wg.AUTO_MIN_TILES // math.prod(wg.tiles(h, h, wg.best_tile(h, h))))   # enough tiles
+    big = ((n, c, h, h), (c, c, 3, 3))
+    assert wg.auto_choice((n - 1, c, h, h), (c, c, 3, 3), (1, 1), (1, 1), 1, f32) is None  # too few tiles
+    assert wg.auto_choice(*big, (1, 1), (1, 1), 1, f32) == wg.best_tile(h, h)
     assert wg.auto_choice(*big, (1, 1), (1, 1), 1, np.float64) is None          # float64 stays on im2col
     assert wg.auto_choice(*big, (2, 2), (1, 1), 1, f32) is None                 # stride 2
-    assert wg.auto_choice((8, 3, 32, 32), (64, 3, 3, 3), (1, 1), (1, 1), 1, f32) is None   # 3 input channels
-    assert wg.auto_choice((8, 64, 6, 6), (64, 64, 3, 3), (1, 1), (0, 0), 1, f32) is None   # 4x4 output
-    assert wg.auto_choice((8, 64, 32, 32), (64, 8, 3, 3), (1, 1), (1, 1), 8, f32) is None   # 8 -> 8 per group
-    assert wg.auto_choice((8, 64, 32, 32), (64, 64, 5, 5), (1, 1), (2, 2), 1, f32) is None
+    assert wg.auto_choice((n, c, h, h), (c // 2, c, 3, 3), (1, 1), (1, 1), 1, f32) is None  # too few outputs
+    assert wg.auto_choice((n, 3, h, h), (c, 3, 3, 3), (1, 1), (1, 1), 1, f32) is None      # 3 input channels
+    assert wg.auto_choice((n, c, h - 1, h - 1), (c, c, 3, 3), (1, 1), (1, 1), 1, f32) is None  # too few pixels
+    assert wg.auto_choice((n, 2 * c, h, h), (2 * c, c, 3, 3), (1, 1), (1, 1), 2, f32) is not None  # c per group
+    assert wg.auto_choice((n, 2 * c, h, h), (2 * c, c // 2, 3, 3), (1, 1), (1, 1), 4, f32) is None
+    assert wg.auto_choice((n, c, h, h), (c, c, 5, 5), (1, 1), (2, 2), 1, f32) is None
     assert wg.choose("auto", *big, (1, 1), (1, 1), 1, f32, gpu=True) is None
     assert wg.choose("im2col", *big, (1, 1), (1, 1), 1, f32) is None
-    assert wg.choose("winograd", *big, (1, 1), (1, 1), 1, np.float64) == 4
+    assert wg.choose("winograd", *big, (1, 1), (1, 1), 1, np.float64) == wg.best_tile(h, h)
     with pytest.raises(ValueError, match="stride"):
         wg.choose("winograd", *big, (2, 1), (1, 1), 1, f32)
     with pytest.raises(ValueError, match="algorithm must be one of"):
