@@ -230,7 +230,7 @@ if REASON is None:
 #
 # ## AlexNet's two towers on two ranks
 #
-# `models.alexnet(variant="paper", towers="mpi")` cuts the grouped single-process model in two: rank r
+# `minidl.distributed.towers.two_tower_alexnet()` cuts the grouped single-process model in two: rank r
 # keeps group r of conv2/4/5, half the filters of conv1/3 and half the units of fc6/7, and the ranks
 # exchange activations only where the paper's GPUs did — `all_gather` into conv3 and into fc6 and fc7,
 # and an `all_reduce` that adds the two halves of fc8. These collectives are autograd Functions: the
@@ -248,7 +248,7 @@ md.manual_seed(0)
 grouped = models.alexnet(num_classes=10, width=1 / 16, dropout=0.0)     # the single-process model
 for p in grouped.parameters(): p.data = p.data.astype(np.float64)
 from minidl.distributed.towers import tower_alexnet
-tower = tower_alexnet(grouped)            # what models.alexnet(towers="mpi") returns on each rank
+tower = tower_alexnet(grouped)            # what two_tower_alexnet() returns on each rank (from models.alexnet())
 x = np.random.default_rng(0).standard_normal((2, 3, 227, 227)); t = np.array([3, 7])
 loss = F.cross_entropy(tower(md.tensor(x)), t); loss.backward()
 grads = tower.gather_full("grad")         # both towers' gradients in the grouped model's shapes
