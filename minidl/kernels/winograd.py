@@ -46,9 +46,10 @@ import os
 import threading
 from fractions import Fraction
 
-import numba
 import numpy as np
-from numba import uint64 as u64
+
+from minidl.kernels import _numba
+from minidl.kernels._numba import njit, prange, u64
 
 # ==== the matrices, derived by Toom-Cook from interpolation points ====================================
 # Points 0, +-1 (F(2,3)) and 0, +-1, +-2 (F(4,3)), plus the point at infinity: integers keep the
@@ -238,7 +239,7 @@ def reference_backward(x, w, gy, ph, pw, m, groups=1):
 # _vec applies the 1-D transform ``kind`` (0: B^T, 1: A^T, 2: A, 3: B) to n vectors, flat indices:
 #   input k of vector t at src[sb + k*sk + t*st], output j at dst[db + j*dk + t*dt].
 
-@numba.njit(cache=True, inline="always")
+@njit(cache=True, inline="always")
 def _vec(kind, m, src, sb, sk, st, dst, db, dk, dt, n):
     # unsigned indices (all >= 0): Numba then drops its negative-index test, as in cpu.py
     sb, st, db, dt = u64(sb), u64(st), u64(db), u64(dt)
@@ -302,7 +303,7 @@ def _vec(kind, m, src, sb, sk, st, dst, db, dk, dt, n):
             dst[o + d3_] = s3
 
 
-@numba.njit(cache=True, inline="always")
+@njit(cache=True, inline="always")
 def _input_plane(x, p, ph, pw, th, tw, m, v):
     """V[:, c, q] = B^T d B for every tile of plane p = n*C + c of x."""
     N, C, H, W = x.shape
@@ -324,7 +325,7 @@ def _input_plane(x, p, ph, pw, th, tw, m, v):
             _vec(0, m, rf, (j * hp + ty * m) * tw, tw, 1, vf, (j * C + c) * T + q, a * C * T, 1, tw)
 
 
-@numba.njit(cache=True, inline="always")
+@njit(cache=True, inline="always")
 def _output_plane(mm, b, p, th, tw, m, y):
     """y[n, k] = A^T M A per tile, cropped, plus b[k], for plane p = n*K + k."""
     N, K, oh, ow = y.shape
@@ -347,7 +348,7 @@ def _output_plane(mm, b, p, th, tw, m, y):
                 y[n, k, yy, tx * m + xx] = out[yy, xx, tx] + bias
 
 
-@numba.njit(cache=True, inline="always")
+@njit(cache=True, inline="always")
 def _grad_output_plane(gy, p, th, tw, m, qq):
     """Q[:, k, q] = A gy A^T per tile (gy zero past the output edge), for plane p = n*K + k."""
     N, K, oh, ow = gy.shape
@@ -369,7 +370,7 @@ def _grad_output_plane(gy, p, th, tw, m, qq):
             _vec(2, m, rf, (j * hp + ty * m) * tw, tw, 1, qf, (j * K + k) * T + q, a * K * T, 1, tw)
 
 
-@numba.njit(cache=True, inline="always")
+@njit(cache=True, inline="always")
 def _grad_input_plane(z, p, ph, pw, th, tw, m, gx):
     """gx[n, c] = sum over tiles of B Z B^T at the tile's place (padding dropped), plane p = n*C + c."""
     N, C, H, W = gx.shape
@@ -400,49 +401,49 @@ def _grad_input_plane(z, p, ph, pw, th, tw, m, gx):
 
 # One plane per thread (numba.prange): planes never share outputs, so no atomics. Small calls run
 # serially: waking the thread pool costs more than they do (as in cpu.py).
-@numba.njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True)
 def _input_par(x, ph, pw, th, tw, m, v):
-    for p in numba.prange(x.shape[0] * x.shape[1]):
+    for p in prange(x.shape[0] * x.shape[1]):
         _input_plane(x, p, ph, pw, th, tw, m, v)
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def _input_ser(x, ph, pw, th, tw, m, v):
     for p in range(x.shape[0] * x.shape[1]):
         _input_plane(x, p, ph, pw, th, tw, m, v)
 
 
-@numba.njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True)
 def _output_par(mm, b, th, tw, m, y):
-    for p in numba.prange(y.shape[0] * y.shape[1]):
+    for p in prange(y.shape[0] * y.shape[1]):
         _output_plane(mm, b, p, th, tw, m, y)
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def _output_ser(mm, b, th, tw, m, y):
     for p in range(y.shape[0] * y.shape[1]):
         _output_plane(mm, b, p, th, tw, m, y)
 
 
-@numba.njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True)
 def _grad_output_par(gy, th, tw, m, qq):
-    for p in numba.prange(gy.shape[0] * gy.shape[1]):
+    for p in prange(gy.shape[0] * gy.shape[1]):
         _grad_output_plane(gy, p, th, tw, m, qq)
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def _grad_output_ser(gy, th, tw, m, qq):
     for p in range(gy.shape[0] * gy.shape[1]):
         _grad_output_plane(gy, p, th, tw, m, qq)
 
 
-@numba.njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True)
 def _grad_input_par(z, ph, pw, th, tw, m, gx):
-    for p in numba.prange(gx.shape[0] * gx.shape[1]):
+    for p in prange(gx.shape[0] * gx.shape[1]):
         _grad_input_plane(z, p, ph, pw, th, tw, m, gx)
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def _grad_input_ser(z, ph, pw, th, tw, m, gx):
     for p in range(gx.shape[0] * gx.shape[1]):
         _grad_input_plane(z, p, ph, pw, th, tw, m, gx)
@@ -662,6 +663,8 @@ def choose(algorithm, x_shape, w_shape, stride, padding, groups, dtype, gpu=Fals
     "winograd" on a shape it cannot run raises ValueError naming the reason; "auto" falls back.
     """
     if algorithm == "auto":
+        if _numba.MISSING is not None and not gpu:  # the transforms would run as plain Python
+            return None
         return auto_choice(x_shape, w_shape, stride, padding, groups, dtype) if AUTO_ON_GPU or not gpu else None
     if algorithm == "im2col":
         return None
