@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from minidl.kernels import winograd as wg
+from minidl.kernels import winograd_transforms as wtr
 
 
 def _direct(x, w, b, ph, pw, groups):
@@ -57,7 +58,7 @@ def test_hand_written_transforms_match_the_matrices(m):
         n_out, n_in = mat.shape
         src = rng.standard_normal((n_in, 5))                 # input k of vector t at src[k, t]
         dst = np.full((5, n_out), np.nan)                    # output j of vector t at dst[t, j]
-        wg._vec(kind, m, src.reshape(-1), 0, 5, 1, dst.reshape(-1), 0, 1, n_out, 5)
+        wtr._vec(kind, m, src.reshape(-1), 0, 5, 1, dst.reshape(-1), 0, 1, n_out, 5)
         np.testing.assert_allclose(dst, (mat @ src).T, rtol=1e-14, atol=1e-13, err_msg=f"kind {kind}")
 
 
@@ -93,7 +94,7 @@ def _tol(dtype):
 @pytest.mark.parametrize("shape,parallel", [(s, False) for s in SHAPES] + [(s, True) for s in SHAPES[:2]])
 def test_numba_equals_reference(shape, parallel, m, dtype, monkeypatch):
     if parallel:
-        monkeypatch.setattr(wg, "PARALLEL_MIN_SIZE", 0)
+        monkeypatch.setattr(wtr, "PARALLEL_MIN_SIZE", 0)
     n, c, h, w, k, (ph, pw), groups = shape
     rng = np.random.default_rng(2)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from minidl.kernels import winograd as wg
+from minidl.kernels import winograd_transforms as wtr
 
 CXX = shutil.which("g++") or shutil.which("clang++")
 pytestmark = pytest.mark.skipif(CXX is None, reason="needs a C++ compiler (g++ or clang++) to emulate the CUDA kernels")
@@ -52,7 +53,7 @@ _CTYPE = {"float": "f32", "double": "f64"}
 
 @pytest.fixture(scope="module")
 def emulated_lib(tmp_path_factory):
-    assert set(wg.CUDA_KERNELS) == set(_SIGNATURES), "a kernel was added to winograd.cu: add its launcher here"
+    assert set(wtr.CUDA_KERNELS) == set(_SIGNATURES), "a kernel was added to winograd.cu: add its launcher here"
     wrappers = []
     for name, (params, nargs) in _SIGNATURES.items():
         for ctype, suffix in _CTYPE.items():
@@ -63,7 +64,7 @@ def emulated_lib(tmp_path_factory):
                                 f'{{ emu_launch(gx, gy, bx, [&] {{ {name}<{ctype}, {m}>({args}); }}); }}')
     folder = tmp_path_factory.mktemp("winograd_emu")
     cpp, lib = folder / "winograd.cpp", folder / "winograd.so"
-    with open(wg.CUDA_SOURCE) as f:
+    with open(wtr.CUDA_SOURCE) as f:
         cpp.write_text(_HEADER + f.read() + "\n" + "\n".join(wrappers) + "\n")
     result = subprocess.run([CXX, "-std=c++14", "-O1", "-shared", "-fPIC", "-o", str(lib), str(cpp)],
                             capture_output=True, text=True)
@@ -89,7 +90,7 @@ def _fake_cupy(lib, launches):
 
     class RawModule:
         def __init__(self, code, options=(), name_expressions=()):
-            with open(wg.CUDA_SOURCE) as f:
+            with open(wtr.CUDA_SOURCE) as f:
                 assert code == f.read()
             self.names = set(name_expressions)
 
@@ -114,10 +115,10 @@ def _fake_cupy(lib, launches):
 def emulated(emulated_lib, monkeypatch):
     """winograd.forward/backward running on the emulated CUDA transforms, tiny grids; the launches made."""
     launches = []
-    transforms = wg._GpuTransforms(_fake_cupy(emulated_lib, launches))
+    transforms = wtr._GpuTransforms(_fake_cupy(emulated_lib, launches))
     monkeypatch.setattr(wg, "_transforms", lambda x: transforms)
-    monkeypatch.setattr(wg, "_THREADS", 8)
-    monkeypatch.setattr(wg, "_MAX_BLOCKS", 3)
+    monkeypatch.setattr(wtr, "_THREADS", 8)
+    monkeypatch.setattr(wtr, "_MAX_BLOCKS", 3)
     return launches
 
 
@@ -150,7 +151,7 @@ def test_emulated_cuda_equals_reference(emulated, shape, m, dtype):
     got = wg.backward(x, wt, gy, (ph, pw), groups, m)
     for name, a, r in zip(("gx", "gw", "gb"), got, wg.reference_backward(x, wt, gy, ph, pw, m, groups)):
         np.testing.assert_allclose(a, r, err_msg=name, **_tol(dtype))
-    assert set(emulated) == set(wg.CUDA_KERNELS)   # every transform ran on the emulated CUDA side
+    assert set(emulated) == set(wtr.CUDA_KERNELS)   # every transform ran on the emulated CUDA side
 
 
 def test_grad_input_writes_every_element(emulated):
