@@ -1,12 +1,7 @@
 """The autograd core: ``Tensor``, ``Node``, ``Function``, the backward walk and ``no_grad``.
 
-A Tensor is data (a numpy or cupy array) plus a ``Node``: its place in the graph, holding no data.
-Calling a Function on Tensors runs ``forward`` on their raw arrays and, when some input requires
-grad, records the call: the Function links to its inputs' Nodes and keeps only the arrays its
-``backward`` will read (what ``forward`` saved on ``self``). So an array nobody saved (a conv's
-output that only a ReLU read) is freed as soon as the forward has moved past it.
-``Tensor.backward()`` walks the Functions in reverse topological order, iteratively, summing the
-gradients of a Node that feeds several ops, and drops each Function's saved arrays once used.
+The design (a graph of data-free Nodes, Functions keeping only what backward reads, the iterative
+reverse-topological walk, freeing after use) is described in ARCHITECTURE.md, "The one idea".
 """
 import weakref
 
@@ -42,8 +37,7 @@ def is_grad_enabled():
 
 
 class Node:
-    """A tensor's place in the graph, without its data: the Function that made it (None for a
-    leaf), its shape and dtype, and a weak reference to the Tensor (for ``.grad``)."""
+    """A tensor's place in the graph, no data: creator Function (None: leaf), shape, dtype, weakref to the Tensor."""
 
     __slots__ = ("creator", "shape", "dtype", "tensor", "__weakref__")
 
@@ -114,19 +108,15 @@ class Tensor:
         self.grad = None
 
     def register_grad_hook(self, hook):
-        """Call ``hook(self)`` when a backward pass has added its last contribution to this leaf's
-        ``.grad`` (data-parallel training starts all-reducing it then). Returns a remover."""
+        """Run ``hook(self)`` once a backward has added its last part to this leaf's ``.grad``; returns a remover."""
         if not self._grad_hooks:
             self._grad_hooks = []
         self._grad_hooks.append(hook)
         return lambda: self._grad_hooks.remove(hook)
 
     def backward(self, grad=None, retain_graph=False):
-        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
-
-        grad: the gradient of some scalar w.r.t. this tensor (same shape); may be omitted for a
-        one-element tensor. retain_graph: keep the saved arrays so backward can run again.
-        """
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``; ``grad`` has self's shape (omitted: a
+        one-element self, gradient 1); ``retain_graph`` keeps the saved arrays for another backward."""
         grad = _initial_grad(self, grad)
         order = _topological_order(self.creator)
         uses = _hooked_leaf_uses(order)  # hooked leaf Node -> Functions yet to pass it a gradient
@@ -187,11 +177,7 @@ def _finish_leaf(node, grads):
 
 
 def _topological_order(root):
-    """Functions reachable from ``root``, each listed after the Functions that made its inputs.
-
-    Iterative post-order DFS, so ``reversed(order)`` visits every Function after all Functions
-    that use its outputs. No recursion: a 100,000-op chain is fine.
-    """
+    """Functions reachable from ``root``, each after those that made its inputs (iterative post-order DFS)."""
     order, visited, stack = [], set(), [(root, False)] if root is not None else []
     while stack:
         f, done = stack.pop()
@@ -213,11 +199,8 @@ def _zeros_for_unused(f, gys):
 
 
 def _checked_grads(f, gxs):
-    """(input Node, gradient) for each input of ``f`` that needs one, after checking what backward returned.
-
-    A wrong count or shape is an error naming the op; a gradient of another dtype (a float64 constant
-    promoted the op) is cast to the input's dtype, so ``.grad`` keeps the tensor's dtype.
-    """
+    """(input Node, gradient) for each input of ``f`` that needs one: count and shapes checked, cast to
+    the input's dtype (a float64 constant may have promoted the op)."""
     gxs = gxs if isinstance(gxs, tuple) else (gxs,)
     if len(gxs) != len(f.inputs):
         raise RuntimeError(f"{f.name}.backward returned {len(gxs)} gradients for {len(f.inputs)} inputs")
@@ -234,8 +217,7 @@ def _checked_grads(f, gxs):
 
 
 def _hooked_leaf_uses(order):
-    """How many Functions of ``order`` take each leaf that has grad hooks. Data-parallel training
-    starts all-reducing a parameter's gradient from its hook, as soon as the count is down to 0."""
+    """How many Functions of ``order`` take each leaf that has grad hooks (its hooks run at 0)."""
     uses = {}
     for f in order:
         for n in f.inputs:
@@ -281,14 +263,9 @@ def as_tensor(x, like=None):
 
 
 class Function:
-    """One differentiable op. Subclasses write ``forward(*arrays)`` and ``backward(*grads)``.
-
-    ``forward`` receives raw arrays and returns an array (or a tuple of them), saving on ``self``
-    the arrays ``backward`` reads and nothing more: whatever is saved stays alive until backward
-    (``self.needs_input_grad[i]`` says which inputs need a gradient at all). ``backward`` receives
-    one gradient per output and returns one per input (None where none is needed). Everything on
-    ``self`` is dropped after backward has run, unless ``retain_graph=True``.
-    """
+    """One differentiable op: subclasses write ``forward(*arrays)`` -> array(s), saving on ``self`` only
+    what backward reads (``self.needs_input_grad``), and ``backward(*grads)`` -> one gradient per
+    input (None where not needed). ``self`` is cleared after backward unless ``retain_graph=True``."""
 
     inputs = ()   # the inputs' Nodes (no data), set when a call is recorded
     outputs = ()  # weak references to the outputs' Nodes
@@ -329,11 +306,8 @@ class Function:
 
 
 def tensor(data, requires_grad=False, dtype=None, device=None):
-    """Make a Tensor from a list, scalar or array. Python floats become float32.
-
-    Like ``torch.tensor`` it copies: changing the tensor in place (an optimiser step) never
-    changes the caller's array. (``Tensor(array)`` itself wraps without copying.)
-    """
+    """A Tensor from a list, scalar or array (Python floats: float32), copied like ``torch.tensor`` so an
+    in-place change never reaches the caller's array (``Tensor(array)`` wraps without copying)."""
     data = _raw(data)
     if isinstance(data, np.ndarray) or backend._is_cupy_array(data):
         data = data.copy()
@@ -341,7 +315,6 @@ def tensor(data, requires_grad=False, dtype=None, device=None):
 
 
 # ---- the one seam with minidl.functional ----------------------------------------------------------
-# Tensor's operators and array-like methods (+, @, [], .sum(), .reshape(), .to(), ...) are ops of
-# minidl.functional; that module adds them to Tensor in one table. Imported last, because the ops
-# are Functions defined on the classes above.
+# Tensor's operators and methods (+, @, [], .sum(), .to(), ...) are ops of minidl.functional, added
+# to Tensor in one table there; imported last because they are Functions of the classes above.
 from minidl.functional import operators as _operators  # noqa: E402,F401

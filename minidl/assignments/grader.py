@@ -1,6 +1,6 @@
 """The grading engine: load a student's file fresh, run one task's check, turn what happened into a verdict.
 
-A check (minidl/assignments/checks.py) calls the student's code and compares it with minidl's own op;
+A check (minidl/assignments/checks.py, composites.py) calls the student's code and compares it with minidl's own op;
 it raises ``Fail`` with a reason when something differs. ``run_check`` maps the outcome to one of
 
     PASS          every case agreed (forward, every gradient, central differences)

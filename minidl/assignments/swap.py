@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from minidl import backend, nn, optim, random
-from minidl.assignments import checks
+from minidl.assignments import composites
 from minidl.assignments.grader import Names, Missing, _quiet, _exception_text
 from minidl.autograd import Tensor
 
@@ -197,7 +197,7 @@ def diagnose(ns, kinds, seed=0, batch_size=32):
     def fresh():
         m, _, _ = _setup(seed, batch_size)
         m.load_state_dict(state)
-        checks._float64(m)
+        composites._float64(m)
         return m.eval()
 
     ref_loss, ref_grads = _grads(fresh(), loss_function(ns, False), x, y)

@@ -1,5 +1,5 @@
 """The tasks, in the order of the lecture: which starter file holds each and which names it must define."""
-from minidl.assignments import checks
+from minidl.assignments import checks, composites
 
 
 class Task:
@@ -31,11 +31,12 @@ _TASKS = [
          checks.check_batchnorm_train),
     Task("batchnorm_eval", "part5_batchnorm.py", ("BatchNorm",), "batch normalisation in eval mode",
          checks.check_batchnorm_eval),
-    Task("vgg_block", "part6_composites.py", ("vgg_block",), "a VGG block", checks.check_vgg_block),
-    Task("inception", "part6_composites.py", ("Inception",), "an Inception module", checks.check_inception),
-    Task("basic_block", "part6_composites.py", ("BasicBlock",), "the residual basic block", checks.check_basic_block),
+    Task("vgg_block", "part6_composites.py", ("vgg_block",), "a VGG block", composites.check_vgg_block),
+    Task("inception", "part6_composites.py", ("Inception",), "an Inception module", composites.check_inception),
+    Task("basic_block", "part6_composites.py", ("BasicBlock",), "the residual basic block",
+         composites.check_basic_block),
     Task("bottleneck", "part6_composites.py", ("Bottleneck",), "the residual bottleneck block",
-         checks.check_bottleneck),
+         composites.check_bottleneck),
     Task("topk_error", "part7_topk.py", ("topk_error",), "the ILSVRC top-k error", checks.check_topk_error),
 ]
 
