@@ -116,11 +116,11 @@ assignments.check("topk_error", globals());
 # The worked solution (in `minidl/assignments/solutions/`) passes the same check and lets the
 # notebook go on. To work outside the notebook, `minidl assignments start hw` copies the same stubs
 # into `hw/` and `minidl assignments check hw` grades them with the same words.
-#
-# %
-# solution = assignments.solution("topk_error")   # the worked solution file, graded as yours would be
-# assert assignments.check("topk_error", solution).passed
-# topk_error = solution.topk_error   # the notebook goes on with these
+
+# %%
+solution = assignments.solution("topk_error")   # the worked solution file, graded as yours would be
+assert assignments.check("topk_error", solution).passed
+topk_error = solution.topk_error   # the notebook goes on with these
 
 # %% [markdown]
 # ## What chance gives
@@ -130,6 +130,7 @@ assignments.check("topk_error", globals());
 # on small label sets the top-1 error is the one to watch. Measured on random scores:
 
 # %%
+rng = np.random.default_rng(0)
 n = pick(2000, 20000)
 for C in (1000, 10):
     s, t = rng.standard_normal((n, C)), rng.integers(0, C, n)

@@ -146,11 +146,11 @@ assignments.check("relu", globals());
 # The worked solution (in `minidl/assignments/solutions/`) passes the same check and lets the
 # notebook go on. To work outside the notebook, `minidl assignments start hw` copies the same stubs
 # into `hw/` and `minidl assignments check hw` grades them with the same words.
-#
-# %
-# solution = assignments.solution("relu")   # the worked solution file, graded as yours would be
-# assert assignments.check("relu", solution).passed
-# ReLU = solution.ReLU   # the notebook goes on with these
+
+# %%
+solution = assignments.solution("relu")   # the worked solution file, graded as yours would be
+assert assignments.check("relu", solution).passed
+ReLU = solution.ReLU   # the notebook goes on with these
 
 # %% [markdown]
 # ## ReLU vs tanh gradients (slide 13)

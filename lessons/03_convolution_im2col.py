@@ -154,12 +154,12 @@ assignments.check("col2im", globals());
 # The worked solution (in `minidl/assignments/solutions/`) passes the same check and lets the
 # notebook go on. To work outside the notebook, `minidl assignments start hw` copies the same stubs
 # into `hw/` and `minidl assignments check hw` grades them with the same words.
-#
-# %
-# solution = assignments.solution("im2col")   # the worked solution file, graded as yours would be
-# assert assignments.check("im2col", solution).passed
-# assert assignments.check("col2im", solution).passed
-# im2col, col2im = solution.im2col, solution.col2im   # the notebook goes on with these
+
+# %%
+solution = assignments.solution("im2col")   # the worked solution file, graded as yours would be
+assert assignments.check("im2col", solution).passed
+assert assignments.check("col2im", solution).passed
+im2col, col2im = solution.im2col, solution.col2im   # the notebook goes on with these
 
 # %% [markdown]
 # ## The memory cost, layer by layer in AlexNet

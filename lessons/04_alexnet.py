@@ -257,11 +257,11 @@ assignments.check("lrn", globals());
 # The worked solution (in `minidl/assignments/solutions/`) passes the same check and lets the
 # notebook go on. To work outside the notebook, `minidl assignments start hw` copies the same stubs
 # into `hw/` and `minidl assignments check hw` grades them with the same words.
-#
-# %
-# solution = assignments.solution("lrn")   # the worked solution file, graded as yours would be
-# assert assignments.check("lrn", solution).passed
-# LocalResponseNorm = solution.LocalResponseNorm   # the notebook goes on with these
+
+# %%
+solution = assignments.solution("lrn")   # the worked solution file, graded as yours would be
+assert assignments.check("lrn", solution).passed
+LocalResponseNorm = solution.LocalResponseNorm   # the notebook goes on with these
 
 # %% [markdown]
 # ## Overlapping pooling

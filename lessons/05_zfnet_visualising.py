@@ -294,9 +294,9 @@ assignments.check("max_pool", globals());
 # The worked solution (in `minidl/assignments/solutions/`) passes the same check and lets the
 # notebook go on. To work outside the notebook, `minidl assignments start hw` copies the same stubs
 # into `hw/` and `minidl assignments check hw` grades them with the same words.
-#
-# %
-# solution = assignments.solution("max_pool")   # the worked solution file, graded as yours would be
-# assert assignments.check("max_pool", solution).passed
-# MaxPool2d = solution.MaxPool2d   # the notebook goes on with these
+
+# %%
+solution = assignments.solution("max_pool")   # the worked solution file, graded as yours would be
+assert assignments.check("max_pool", solution).passed
+MaxPool2d = solution.MaxPool2d   # the notebook goes on with these
 

@@ -229,9 +229,9 @@ assignments.check("inception", globals());
 # The worked solution (in `minidl/assignments/solutions/`) passes the same check and lets the
 # notebook go on. To work outside the notebook, `minidl assignments start hw` copies the same stubs
 # into `hw/` and `minidl assignments check hw` grades them with the same words.
-#
-# %
-# solution = assignments.solution("inception")   # the worked solution file, graded as yours would be
-# assert assignments.check("inception", solution).passed
-# Inception = solution.Inception   # the notebook goes on with these
+
+# %%
+solution = assignments.solution("inception")   # the worked solution file, graded as yours would be
+assert assignments.check("inception", solution).passed
+Inception = solution.Inception   # the notebook goes on with these
 

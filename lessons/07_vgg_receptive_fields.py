@@ -187,9 +187,9 @@ assignments.check("vgg_block", globals());
 # The worked solution (in `minidl/assignments/solutions/`) passes the same check and lets the
 # notebook go on. To work outside the notebook, `minidl assignments start hw` copies the same stubs
 # into `hw/` and `minidl assignments check hw` grades them with the same words.
-#
-# %
-# solution = assignments.solution("vgg_block")   # the worked solution file, graded as yours would be
-# assert assignments.check("vgg_block", solution).passed
-# vgg_block = solution.vgg_block   # the notebook goes on with these
+
+# %%
+solution = assignments.solution("vgg_block")   # the worked solution file, graded as yours would be
+assert assignments.check("vgg_block", solution).passed
+vgg_block = solution.vgg_block   # the notebook goes on with these
 

@@ -74,11 +74,11 @@ assignments.check("basic_block", globals());
 # The worked solution (in `minidl/assignments/solutions/`) passes the same check and lets the
 # notebook go on. To work outside the notebook, `minidl assignments start hw` copies the same stubs
 # into `hw/` and `minidl assignments check hw` grades them with the same words.
-#
-# %
-# solution = assignments.solution("basic_block")   # the worked solution file, graded as yours would be
-# assert assignments.check("basic_block", solution).passed
-# BasicBlock = solution.BasicBlock   # the notebook goes on with these
+
+# %%
+solution = assignments.solution("basic_block")   # the worked solution file, graded as yours would be
+assert assignments.check("basic_block", solution).passed
+BasicBlock = solution.BasicBlock   # the notebook goes on with these
 
 # %% [markdown]
 # ## Plain vs residual, shallow vs deep

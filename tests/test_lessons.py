@@ -183,5 +183,6 @@ def test_exercises_are_the_assignment_starters():
             body = [ln for ln in stub.splitlines() if ln.strip() and not ln.startswith(("import ", "from "))]
             assert "\n".join(body) in "\n".join(ln for ln in source.splitlines() if ln.strip()), \
                 f"{os.path.basename(path)}: the exercise cell of {task!r} is not the assignment's starter stub"
-            assert f'assignments.check("{task}", solution)' in source, f"{os.path.basename(path)}: no solution check"
+            assert re.search(rf'^assert assignments\.check\("{task}", solution\)\.passed$', source, re.M), \
+                f"{os.path.basename(path)}: no code cell grading the worked solution of {task!r}"
     assert len(graded) >= 9, graded
