@@ -66,16 +66,17 @@ xtr, xva = (xtr_raw - mean) / std, (xva_raw - mean) / std      # the nets see st
 print(f"{data_name}: {len(xtr)} training, {len(xva)} held-out images {xtr.shape[1:]}; classes per set "
       f"{np.bincount(ytr).tolist()} / {np.bincount(yva).tolist()}")
 pics = photos()
-fig, axes = plt.subplots(1, 3, figsize=(18, 6), gridspec_kw={"width_ratios": [1.5, 1.5, 1]})
+fig, axes = plt.subplots(1, 3, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.5, 1.5, 1]})
 for ax, pic, name in zip(axes, pics, ("china.jpg", "flower.jpg")):
-    ax.imshow(pic); ax.set_title(f"{name}: patch centres left of the first line train, right of the second are held out", fontsize=9)
+    ax.imshow(pic); ax.set_title(name, fontsize=10)
     h, w = pic.shape[:2]
     for f in (0.7 * (w - 64) + 32, 0.8 * (w - 64) + 32):
         ax.axvline(f, color="yellow", lw=2)
     ax.axhline(h / 2, color="white", lw=1, ls="--"); ax.axis("off")
 from minidl.visualize.filters import tile
 axes[2].imshow(tile(np.stack([(255 * p.transpose(1, 2, 0)).astype(np.uint8) for p in xtr_raw[:16]]), ncols=4, scale=4))
-axes[2].set_title("16 training patches (32x32)"); axes[2].axis("off")
+axes[2].set_title("16 training patches (32x32)", fontsize=10); axes[2].axis("off")
+fig.suptitle("patch centres left of the first yellow line train, right of the second are held out", fontsize=10)
 fig.tight_layout(); plt.show()
 
 # %% [markdown]
@@ -171,7 +172,7 @@ gray = photos(gray=True)[0]
 g = gabor(11, 5.0, np.pi / 4)
 resp = strided_responses(gray, g, (1, 2, 4))
 share = {s: aliased_share(resp[1], s) for s in (2, 4)}
-fig, axes = plt.subplots(2, 3, figsize=(15, 9.5))
+fig, axes = plt.subplots(2, 3, figsize=(11, 7))
 e = np.add.reduceat(np.add.reduceat(resp[1] ** 2, np.arange(0, 417 - 120, 8), axis=0), np.arange(0, 630 - 180, 8), axis=1)
 i, j = np.unravel_index(int(np.argmax(e)), e.shape)
 box = (8 * i // 4 * 4, 8 * j // 4 * 4, 120, 180)     # the 120x180 region (top, left, h, w) with the most response energy
@@ -181,7 +182,7 @@ for k, st in enumerate((1, 2, 4)):
     axes[0, k].imshow(r[t:t + hh, l:l + ww], cmap="gray", interpolation="nearest",
                       extent=(box[1], box[1] + box[3], box[0] + box[2], box[0]))
     axes[0, k].set_title(f"filter output, stride {st} ({r.shape[0]}x{r.shape[1]})" +
-                         (f"\n{100 * share[st]:.1f}% of the energy is above this grid's limit" if st > 1 else ""))
+                         (f"\n{100 * share[st]:.1f}% of the energy above the grid's limit" if st > 1 else ""), fontsize=10)
     P = np.fft.fftshift(np.abs(np.fft.fft2(r - r.mean())) ** 2)
     lim = 0.5 / st
     axes[1, k].imshow(np.log10(P + 1e-12 * P.max()), cmap="magma", extent=(-lim, lim, lim, -lim))
