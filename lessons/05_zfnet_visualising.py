@@ -66,7 +66,7 @@ xtr, xva = (xtr_raw - mean) / std, (xva_raw - mean) / std      # the nets see st
 print(f"{data_name}: {len(xtr)} training, {len(xva)} held-out images {xtr.shape[1:]}; classes per set "
       f"{np.bincount(ytr).tolist()} / {np.bincount(yva).tolist()}")
 pics = photos()
-fig, axes = plt.subplots(1, 3, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.5, 1.5, 1]})
+fig, axes = plt.subplots(1, 3, figsize=(11, 5.2), gridspec_kw={"width_ratios": [1.5, 1.5, 1]})
 for ax, pic, name in zip(axes, pics, ("china.jpg", "flower.jpg")):
     ax.imshow(pic); ax.set_title(name, fontsize=10)
     h, w = pic.shape[:2]
