@@ -126,21 +126,18 @@ def _graph_saved_bytes(loss, exclude):
 
 
 def _scratch_bytes():
-    """The conv scratch buffers minidl keeps between calls (this thread's), if it has any."""
-    try:
-        from minidl.functional import conv
-        return sum(b.nbytes for b in getattr(conv._local, "buffers", {}).values())
-    except (ImportError, AttributeError):
-        return 0
+    """The conv scratch arena minidl keeps between calls (this thread's; minidl/kernels/workspace.py)."""
+    from minidl.kernels import workspace
+    return workspace.nbytes()
 
 
 def child_minidl(model, batch, size, device, chunk_mib=None):
     import numpy as np
     import minidl as md
     from minidl import functional as F, models, optim
-    if chunk_mib:  # an experiment: a smaller bound on conv's scratch matrices (more, smaller chunks)
-        from minidl.functional import conv
-        conv.CHUNK_BYTES = conv.GPU_CHUNK_BYTES = int(chunk_mib * MiB)
+    if chunk_mib:  # an experiment: another bound on the conv scratch arena (more, smaller chunks or fewer, larger)
+        from minidl.kernels import workspace
+        workspace.LIMIT_BYTES = workspace.GPU_LIMIT_BYTES = int(chunk_mib * MiB)
     key, kwargs = MODELS[model][0]
     md.manual_seed(0)
     net = models.get_model(key, **kwargs)
@@ -250,8 +247,8 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, help="default 16 on the CPU, 64 on the GPU")
     ap.add_argument("--size", type=int, help="image side; default 128 on the CPU, 224 on the GPU")
     ap.add_argument("--json", help="also write every number to this file")
-    ap.add_argument("--chunk-mib", type=float, help="experiment: bound minidl's conv scratch matrices to this "
-                    "many MiB per call (conv.CHUNK_BYTES; default: as shipped)")
+    ap.add_argument("--chunk-mib", type=float, help="experiment: bound minidl's conv scratch arena to this "
+                    "many MiB (workspace.LIMIT_BYTES; default: as shipped)")
     ap.add_argument("--child", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     batch = args.batch or (16 if args.device == "cpu" else 64)

@@ -12,69 +12,23 @@ With ``groups`` (AlexNet's two GPU towers) the rows of col and of W split into `
 and each block gets its own GEMM. im2col/col2im live in minidl/kernels/conv.py (reference, Numba and
 CUDA side by side), chosen by the array type.
 
-Two things keep it fast and bounded on the CPU (see benchmarks/RESULTS.md):
-- the batch goes through in chunks, so the scratch matrices of one call stay under
-  ``CHUNK_BYTES`` (256 MiB) however large the batch is;
-- those scratch matrices are kept and reused from call to call (``_scratch``): a fresh 200 MB
-  array would be handed back to the OS when freed and faulted in page by page at the next step.
-  Backward recomputes col into that buffer instead of keeping one col per layer alive, unless
-  the buffer still holds it (the conv that ran last in forward runs first in backward).
+Its scratch matrices (col and the GEMM's (K, nb*oh*ow) output) come from the convolutions' shared
+arena (minidl/kernels/workspace.py): the batch goes through in chunks whose scratch fits that
+arena's bound, and the arena is kept between calls (a fresh 200 MB array would be faulted in page
+by page at every step) but is one for all layers and algorithms. Backward recomputes col there
+instead of keeping one col per layer alive, unless the arena still holds it (the conv that ran
+last in forward runs first in backward).
 """
 import itertools
-import math
-import threading
 
 import numpy as np
 
 from minidl import backend, kernels
 from minidl.autograd import Function
-from minidl.kernels import conv as kc
+from minidl.kernels import conv as kc, winograd, workspace
 from minidl.kernels._geometry import conv_window
-from minidl.kernels import winograd
 
-_tokens = itertools.count()  # labels for scratch contents: which conv call and chunk wrote them
-
-CHUNK_BYTES = 256 * 2 ** 20  # bound on col + the (K, nb*oh*ow) matrix of one chunk
-# A GPU has tens of GB and pays per kernel launch: fewer, larger chunks there.
-GPU_CHUNK_BYTES = 2 * 2 ** 30
-
-
-# ---- scratch buffers reused across calls ---------------------------------------------------------
-_local = threading.local()  # one set per thread, so two threads never share a buffer
-
-
-def _scratch(xp, name, shape, dtype, owner=None):
-    """An uninitialised C-contiguous array of ``shape``: a view of a buffer kept under ``name``.
-
-    The view is only valid until the next call asking for the same name. ``owner`` labels what
-    the caller is about to write there (see ``_holds``). CuPy's memory pool already recycles
-    device memory, so there it is a plain ``empty``.
-    """
-    if xp is not np:
-        return xp.empty(shape, dtype=dtype)
-    bufs = _local.__dict__.setdefault("buffers", {})
-    owners = _local.__dict__.setdefault("owners", {})
-    size = math.prod(shape)
-    key = (name, np.dtype(dtype))
-    buf = bufs.get(key)
-    if buf is None or buf.size < size:
-        bufs.pop(key, None)  # free the old one before allocating the bigger one
-        buf = bufs[key] = np.empty(size, dtype=dtype)
-    owners[key] = owner
-    return buf[:size].reshape(shape)
-
-
-def _holds(xp, name, shape, dtype, owner):
-    """The buffer ``name`` as ``shape`` if its last writer was ``owner`` (its contents are intact), else None."""
-    key = (name, np.dtype(dtype))
-    if xp is not np or owner is None or _local.__dict__.get("owners", {}).get(key) != owner:
-        return None
-    return _local.buffers[key][:math.prod(shape)].reshape(shape)
-
-
-def release_scratch():
-    """Free this thread's reused conv buffers (up to ~CHUNK_BYTES per dtype)."""
-    _local.__dict__.pop("buffers", None)
+_tokens = itertools.count()  # labels for the arena's contents: which conv call and chunk wrote them
 
 
 # ---- argument checks ------------------------------------------------------------------------------
@@ -103,13 +57,6 @@ def _check(x, w, b, stride, padding, groups):
     if b is not None and tuple(b.shape) != (K,):
         raise ValueError(f"conv2d: bias has shape {tuple(b.shape)}, expected ({K},) for {K} output channels")
     return conv_window("conv2d", H, W, (kh, kw), stride, padding)
-
-
-def _chunks(n, bytes_per_sample, xp=np):
-    """Split range(n) into (start, stop) pieces of at most CHUNK_BYTES worth of samples (>= 1 each)."""
-    limit = CHUNK_BYTES if xp is np else GPU_CHUNK_BYTES
-    step = max(1, min(n, limit // max(1, bytes_per_sample)))
-    return [(s, min(s + step, n)) for s in range(0, n, step)]
 
 
 # ---- 1x1 convolution, stride 1, no padding, one group, on the GPU: one batched GEMM, no im2col ----
@@ -152,14 +99,14 @@ class Conv2d(Function):
 
         y = xp.empty((N, K, oh, ow), dtype=x.dtype)
         self.token = next(_tokens)
-        for n0, n1 in _chunks(N, (C * kh * kw + K) * P * x.itemsize, xp):
+        for n0, n1 in workspace.chunks(N, (C * kh * kw + K) * P * x.itemsize, xp):
             nb = n1 - n0
+            (col, ymat), _ = workspace.arena(xp, [((C * kh * kw, nb * P), x.dtype), ((G, K // G, nb * P), x.dtype)],
+                                             writer=(self.token, n0))
             # 1. im2col: every receptive field of the chunk becomes a column
-            col = k.im2col(x[n0:n1], window,
-                           out=_scratch(xp, "col", (C * kh * kw, nb * P), x.dtype, (self.token, n0)))
+            k.im2col(x[n0:n1], window, out=col)
             # 2. the GEMM, one per group: (K/G, C/G*kh*kw) @ (C/G*kh*kw, nb*P) -> (K/G, nb*P)
             colg = col.reshape(G, Cg * kh * kw, nb * P)
-            ymat = _scratch(xp, "mat", (G, K // G, nb * P), x.dtype)
             for g in range(G):
                 xp.matmul(wg[g], colg[g], out=ymat[g])
             # 3. (K, nb, P) -> (nb, K, P), adding the bias on the way
@@ -196,11 +143,12 @@ class Conv2d(Function):
         gwT = xp.zeros((G, Cg * kh * kw, K // G), dtype=w.dtype) if need_gw else None  # gW transposed, see below
         gb = xp.zeros(K, dtype=gy.dtype) if need_gb else None
         # Last chunk first: when no other conv ran in between (always for the layer that ran last
-        # in forward, the first one in backward) the col buffer still holds its col.
-        for n0, n1 in reversed(_chunks(N, (C * kh * kw + K) * P * x.itemsize, xp)):
+        # in forward, the first one in backward) the arena still holds its col.
+        for n0, n1 in reversed(workspace.chunks(N, (C * kh * kw + K) * P * x.itemsize, xp)):
             nb = n1 - n0
+            (col, gymat), intact = workspace.arena(
+                xp, [((C * kh * kw, nb * P), x.dtype), ((K, nb, P), gy.dtype)], expect=(self.token, n0))
             # gy of the chunk as a matrix (K, nb*P), the layout of y before the transpose in forward
-            gymat = _scratch(xp, "mat", (K, nb, P), gy.dtype)
             gymat[...] = gy[n0:n1].reshape(nb, K, P).transpose(1, 0, 2)
             gymat = gymat.reshape(G, K // G, nb * P)
             if need_gb:  # per (k, n) first: K*nb parallel sums on the GPU, not K long ones
@@ -208,17 +156,15 @@ class Conv2d(Function):
             if need_gw:
                 # gW = gy @ col.T, computed as its transpose col @ gy.T: OpenBLAS runs that 1.5-4x
                 # faster when K is small (64) and the shared axis nb*P is long. col is recomputed
-                # into the reused buffer (cheaper than keeping one col per layer alive).
-                shape = (C * kh * kw, nb * P)
-                col = _holds(xp, "col", shape, x.dtype, (self.token, n0))
-                if col is None:
-                    col = k.im2col(x[n0:n1], window, out=_scratch(xp, "col", shape, x.dtype))
+                # into the arena (cheaper than keeping one col per layer alive).
+                if not intact:
+                    k.im2col(x[n0:n1], window, out=col)
                 colg = col.reshape(G, Cg * kh * kw, nb * P)
                 for g in range(G):
                     gwT[g] += colg[g] @ gymat[g].T
             if need_gx:
                 # gcol = W.T @ gy, written over col (no longer needed), then col2im sums the windows back
-                gcol = _scratch(xp, "col", (C * kh * kw, nb * P), x.dtype)
+                gcol = col
                 gcolg = gcol.reshape(G, Cg * kh * kw, nb * P)
                 for g in range(G):
                     xp.matmul(wg[g].T, gymat[g], out=gcolg[g])

@@ -7,8 +7,7 @@ import pytest
 import minidl as md
 from minidl import functional as F
 from minidl import kernels
-from minidl.functional import conv as conv_module
-from minidl.kernels import conv as kernel_conv
+from minidl.kernels import conv as kernel_conv, workspace
 
 
 def _conv_loops(x, w, b, stride, padding, groups):
@@ -100,8 +99,8 @@ def test_gradients_only_where_required():
     assert X.grad.shape == x.shape and W.grad is None
 
 
-def test_two_convs_sharing_scratch_buffers():
-    # both layers reuse the same scratch buffers; the chained gradient must still be exact
+def test_two_convs_sharing_the_scratch_arena():
+    # both layers reuse the same scratch arena; the chained gradient must still be exact
     rng = np.random.default_rng(6)
     x, w1, b1 = _case(rng, 2, 2, 7, 7, 4, 3, 1)
     _, w2, b2 = _case(rng, 2, 4, 7, 7, 3, 3, 1)
@@ -109,7 +108,7 @@ def test_two_convs_sharing_scratch_buffers():
                  md.tensor(x, requires_grad=True), md.tensor(w1, requires_grad=True), md.tensor(w2, requires_grad=True))
 
 
-def test_backward_reuses_col_only_while_the_buffer_holds_it(monkeypatch):
+def test_backward_reuses_col_only_while_the_arena_holds_it(monkeypatch):
     cpu = kernels.get("numba")
     calls = []
     real = cpu.im2col
@@ -119,7 +118,7 @@ def test_backward_reuses_col_only_while_the_buffer_holds_it(monkeypatch):
     _, w2, b2 = _case(rng, 2, 4, 8, 8, 5, 3, 1, dtype=np.float32)
     X, W1, W2 = md.tensor(x), md.tensor(w1, requires_grad=True), md.tensor(w2, requires_grad=True)
     F.conv2d(X, W1, padding=1).sum().backward()
-    assert len(calls) == 1  # forward's col was still in the buffer for backward
+    assert len(calls) == 1  # forward's col was still in the arena for backward
     calls.clear()
     F.conv2d(F.conv2d(X, W1, padding=1), W2, padding=1).sum().backward()
     # forward: 2; backward: the second conv reuses its col, the first one's was overwritten
@@ -139,10 +138,10 @@ def test_chunked_batches_equal_one_chunk(monkeypatch):
     gy = rng.standard_normal((7, 6, 5, 5)).astype(np.float32)
     whole = _run(x, wt, b, 2, 1, 2, gy)
     per_sample = (4 * 9 + 6) * 25 * 4  # bytes of col + output matrix per sample
-    monkeypatch.setattr(conv_module, "CHUNK_BYTES", 3 * per_sample)  # chunks of 3, 3 and 1 samples
-    assert conv_module._chunks(7, per_sample) == [(0, 3), (3, 6), (6, 7)]
+    monkeypatch.setattr(workspace, "LIMIT_BYTES", 3 * per_sample)  # chunks of 3, 3 and 1 samples
+    assert workspace.chunks(7, per_sample) == [(0, 3), (3, 6), (6, 7)]
     chunked = _run(x, wt, b, 2, 1, 2, gy)
-    monkeypatch.setattr(conv_module, "CHUNK_BYTES", 1)  # smaller than one sample: one sample per chunk
+    monkeypatch.setattr(workspace, "LIMIT_BYTES", 1)  # smaller than one sample: one sample per chunk
     single = _run(x, wt, b, 2, 1, 2, gy)
     for name, a, c, s in zip(("y", "gx", "gw", "gb"), whole, chunked, single):
         np.testing.assert_allclose(c, a, rtol=1e-5, atol=1e-5, err_msg=name)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from minidl.kernels import winograd as wg
-from minidl.kernels import winograd_transforms as wtr
+from minidl.kernels import winograd_transforms as wtr, workspace
 
 
 def _direct(x, w, b, ph, pw, groups):
@@ -134,12 +134,12 @@ def test_chunked_batch_equals_one_chunk(monkeypatch):
     wt = rng.standard_normal((3, 4, 3, 3)).astype(np.float32)
     gy = rng.standard_normal((5, 3, 9, 9)).astype(np.float32)
     y1, g1 = wg.forward(x, wt, None, (1, 1)), wg.backward(x, wt, gy, (1, 1))
-    monkeypatch.setattr(wg, "CHUNK_BYTES", 1)  # one sample per chunk
+    monkeypatch.setattr(workspace, "LIMIT_BYTES", 1)  # one sample per chunk
     y2, g2 = wg.forward(x, wt, None, (1, 1)), wg.backward(x, wt, gy, (1, 1))
     np.testing.assert_array_equal(y1, y2)
     for a, b in zip(g1, g2):  # sums over the batch in another order: float32 rounding differs
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
-    wg.release_buffers()
+    workspace.release()
 
 
 def test_float32_error_is_within_the_stated_bound():
