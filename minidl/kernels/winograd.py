@@ -134,17 +134,18 @@ def best_tile(oh, ow):
     return min(TILES, key=lambda m: ((m + 2) ** 2 * math.prod(tiles(oh, ow, m)), m))
 
 
-# The ``auto`` rule, from benchmarks/cpu.py --rows winograd (RESULTS.md, CPU section; a loaded
-# 2-core machine, so noisy). With 2 threads (load ~3) Winograd F(4,3) took 0.79x of im2col's time
-# at 64 -> 128 channels on 32x32, tied at 64 -> 64 (0.98x), and made the VGG-style step 0.69x of
-# im2col's (0.85x PyTorch's); it lost at 256 -> 384 channels on 13x13 (2.1x: its 4x4 tiles cover
-# 16x16) and single-threaded at heavy load lost or tied everywhere but 128 channels on 56x56.
-# Below that the transforms cost more than the multiplies they save. So: both channel counts
-# >= 64 and >= 16x16 output pixels, and >= 1024 tiles in the batch (every row that won had >= 1568;
-# lesson 03's batch of 2, 32 tiles, measured 3.8x slower: per-call overheads). Re-derive on another
-# machine with --rows sweep / --rows winograd. float64 keeps im2col: auto promises float64
-# results unchanged.
-AUTO_MIN_CHANNELS = 64
+# The ``auto`` rule, from measured fwd+bwd times against im2col (benchmarks/RESULTS.md, CPU). Where
+# Winograd wins depends on the machine: the transforms are memory-bound passes over arrays 2.25x
+# the activations, while the GEMMs they shrink run at whatever the BLAS reaches. On a 2-core AMD
+# EPYC (OpenBLAS Haswell kernels, 2026-12-02) it won from 64 channels on 32x32; on a 2-core Intel
+# Xeon with AVX-512 (OpenBLAS SkylakeX kernels, 2026-12-02, after the scratch arena), where im2col's
+# GEMM is faster, Winograd / im2col measured 1.02-1.10x at 64 channels (16-56 pixels square),
+# 0.80-0.86x at 128 channels on 32x32-56x56 but 1.02x on 16x16, 0.68-0.78x at 256 channels from
+# 16x16, and lost on 13x13 (F(4,3)'s tiles cover 16x16) and on lesson 03's batch of 2 (3.8x slower:
+# per-call overheads). So: both channel counts >= 128, >= 16x16 output pixels and >= 1024 tiles in
+# the batch. Re-derive on another machine with --rows sweep / --rows winograd. float64 keeps im2col:
+# auto promises float64 results unchanged.
+AUTO_MIN_CHANNELS = 128
 AUTO_MIN_PIXELS = 256
 AUTO_MIN_TILES = 1024
 # On the GPU "auto" keeps im2col until a lent GPU has measured the CUDA transforms (benchmarks/gpu.py
