@@ -21,7 +21,7 @@ DOWNLOAD_COMMAND = f"minidl weights download {NAME}"
 
 def pretrained_alexnet():
     """minidl's torchvision-layout AlexNet with torchvision's ImageNet weights, in eval mode; None when
-    neither cache holds the file."""
+    neither cache holds the file (``hub.find_cached`` only looks: nothing is downloaded)."""
     path = hub.find_cached(NAME)
     if path is None:
         return None
@@ -103,7 +103,7 @@ class Fig2Layer:
         self.projections = [crop(r.pixels, b) for r, b in zip(deconv, self.boxes)]
 
     def images(self, ncols=3):
-        """(crops grid, projections grid) as uint8 arrays; each projection stretched around zero (grey = 0)."""
+        """(crops grid, projections grid) as PIL images, 3x3 tiles; each projection stretched around zero (grey = 0)."""
         crops = tile(np.stack([to_uint8(p.transpose(1, 2, 0), 0.0, 1.0) for p in self.patches]), ncols=ncols, padding=2)
         proj = []
         for p in self.projections:
