@@ -89,6 +89,37 @@ print(f"{len(pairs)} pairs of classes where one name is the start of the other:"
 # four wrong guesses, so it measures whether a net has found the right neighbourhood.
 
 # %% [markdown]
+# ## Five guesses of a trained AlexNet on two photos
+#
+# Where torchvision's ImageNet weights for AlexNet are cached on this machine (PyTorch's cache or
+# minidl's; a lesson never downloads), minidl's torchvision-layout AlexNet
+# (`models.get_model("alexnet_torchvision")`) loads them and classifies scikit-learn's two sample
+# photos with the test protocol of those weights: shorter side resized to 256, the centre 224x224
+# (the yellow box), ImageNet mean/std — what `minidl classify --model alexnet_torchvision
+# --pretrained` does. The cell prints each photo's five most probable classes with their softmax
+# probabilities; neither photo has an ImageNet label, so these are guesses to read, not an error to
+# score. Without the weights it says where it looked and how to get them.
+
+# %%
+from lessonlib import photos, pretrained_alexnet, missing_weights_message, top5, show_png
+alex = pretrained_alexnet()
+if alex is None:
+    print(missing_weights_message())
+else:
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.6))
+    for ax, pic, name in zip(axes, photos(), ("china.jpg", "flower.jpg")):
+        best = top5(alex, pic)
+        print(f"{name}: " + "; ".join(f"{rank}. {label} ({c}) {100 * p:.1f}%" for rank, (c, label, p) in enumerate(best, 1))
+              + f"   (top-5 hold {100 * sum(p for _, _, p in best):.1f}% of the probability)")
+        h, w = pic.shape[:2]
+        side = 224 * min(h, w) / 256                       # the centre crop, in the photo's own pixels
+        ax.imshow(pic)
+        ax.add_patch(plt.Rectangle(((w - side) / 2, (h - side) / 2), side, side, fill=False, color="yellow", lw=2))
+        ax.set_title(f"{name}\n" + "\n".join(f"{100 * p:.1f}%  {label}" for _, label, p in best), fontsize=10, loc="left")
+        ax.axis("off")
+    fig.tight_layout(); show_png(fig)
+
+# %% [markdown]
 # ## Exercise: write the top-k error
 #
 # `scores` is an `(N, classes)` array, `targets` the `(N,)` true classes. Return the fraction of

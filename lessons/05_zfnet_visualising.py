@@ -247,6 +247,53 @@ for ax, im, title in zip(axes, (tp.grid(scale=4), tp.deconv_grid(scale=4)), (f"t
 fig.tight_layout(); plt.show()
 
 # %% [markdown]
+# ## Fig. 2 with trained ImageNet weights
+#
+# The nets above are small and briefly trained. ZF's Fig. 2 shows units of a net trained on
+# ImageNet, and torchvision's AlexNet weights are such a net (one tower, 64/192/384/256/256
+# filters). Where they are cached on this machine (PyTorch's cache or minidl's; a lesson never
+# downloads), this section loads them into minidl's `alexnet_torchvision` and builds the figure for
+# layers 1–5, the ReLU outputs after conv1 ... conv5 of `net.features`:
+#
+# - the two photos cut into square crops (320 and 192 pixels wide, every 64 pixels), each resized to
+#   224x224 and normalised with ImageNet's mean and std;
+# - per layer, the channel whose largest activation over all crops is the largest;
+# - its nine best crops (one position each, the strongest), passing over a crop whose receptive
+#   field, in the photo's own pixels, covers more than half of an already chosen one's or lies more
+#   than half inside it: overlapping crops see the same places, and ZF's nine come from nine images;
+# - the nine cut to the unit's receptive field (`receptive_field`: 11, 51, 99, 131 and 163 pixels
+#   of the 224), top row, and the deconvnet projection of each of those nine units, cut alike
+#   (grey = 0), bottom row.
+#
+# The cell prints the channel, the nine activations and where each crop came from; what the units
+# respond to is for you to read off the pictures — ZF's Fig. 2 is the one to compare with. Without
+# the weights the cell says where it looked and how to get them.
+
+# %%
+from lessonlib import pretrained_alexnet, missing_weights_message, photo_crops, fig2, show_png
+alex = pretrained_alexnet()
+if alex is None:
+    print(missing_weights_message())
+else:
+    raw, crops, where = photo_crops(photos())
+    print(f"{len(crops)} crops of 224x224 from the two photos")
+    f2 = fig2(alex, crops, raw, where)
+    fig, axes = plt.subplots(2, len(f2), figsize=(11, 5.4))
+    for col, unit in zip(axes.T, f2):
+        grid, proj = unit.images()
+        col[0].imshow(grid, interpolation="nearest")
+        col[0].set_title(f"{unit.name}, channel {unit.channel}\ntop {len(unit.indices)} ({unit.field.size} px)", fontsize=9)
+        col[1].imshow(proj, interpolation="nearest")
+        col[1].set_title("deconvnet projections", fontsize=9)
+        came = [("china" if where[j][0] == 0 else "flower") + f" {where[j][3]}px at ({where[j][1]},{where[j][2]})"
+                for j in unit.indices]
+        print(f"{unit.name} (features[{unit.layer}], receptive field {unit.field.size} px), channel {unit.channel}: "
+              f"activations " + " ".join(f"{s:.1f}" for s in unit.scores) + "\n    crops: " + "; ".join(came))
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout(); show_png(fig)
+
+# %% [markdown]
 # ## Exercise: max-pooling with switches
 #
 # The deconvnet's unpooling is the backward pass of max-pooling: the gradient goes to the element

@@ -528,3 +528,9 @@ def layer_grad_norms(act, depth=10, width=64, n=64, seed=0):
     x = md.tensor(np.random.default_rng(seed).standard_normal((n, width)).astype(np.float32))
     F.cross_entropy(net(x), np.arange(n) % 10).backward()
     return [float(np.linalg.norm(net[2 * i].weight.grad)) for i in range(depth)]
+
+
+# ------------------------------------------------------------------------------------------------
+# torchvision's ImageNet AlexNet, where its weights are cached (lessons 01 and 05): pretrained.py
+from pretrained import (pretrained_alexnet, missing_weights_message, top5, photo_crops, fig2,  # noqa: E402,F401
+                        show_png, DOWNLOAD_COMMAND)
