@@ -95,11 +95,13 @@ def show(*images):
 # ------------------------------------------------------------------------------------------------
 # Training loops shared by the experiments of lessons 04, 05 and 08.
 
-def sgd_steps(model, x, y, lr, max_steps, batch_size=32, momentum=0.9, weight_decay=0.0, seed=0):
+def sgd_steps(model, x, y, lr, max_steps, batch_size=32, momentum=0.9, weight_decay=0.0, seed=0, decay=()):
     """Take up to ``max_steps`` SGD steps on shuffled mini-batches of (x, y).
 
     Yields (step, batch indices, output, loss) after each update; the output is the one the
     update was computed from (so a training error can be scored without another forward pass).
+    decay: fractions of max_steps at which the learning rate is divided by 10 (AlexNet's recipe,
+    there when the validation error stopped improving), e.g. (0.6, 0.85).
     """
     opt = optim.SGD(model.parameters(), lr, momentum=momentum, weight_decay=weight_decay)
     rng = np.random.default_rng(seed)
@@ -107,6 +109,7 @@ def sgd_steps(model, x, y, lr, max_steps, batch_size=32, momentum=0.9, weight_de
     while step < max_steps:
         order = rng.permutation(len(x))
         for s in range(0, len(x) - batch_size + 1, batch_size):
+            opt.lr = lr * 0.1 ** sum(step >= f * max_steps for f in decay)
             idx = order[s:s + batch_size]
             out = model(md.tensor(x[idx]))
             loss = F.cross_entropy(out, y[idx])
@@ -402,7 +405,8 @@ def filter_stats(net, x):
     return dead, float(1 - np.abs(w @ w.T)[np.triu_indices(len(w), 1)].mean())
 
 
-def zf_comparison(x, y, x_val, y_val, seeds=(0, 1, 2), steps=400, lr=0.03, batch_size=32, width=16, weight_decay=5e-4):
+def zf_comparison(x, y, x_val, y_val, seeds=(0, 1, 2), steps=400, lr=0.03, batch_size=32, width=16, weight_decay=5e-4,
+                  decay=()):
     """Train both first layers with the same head, per seed; returns {name: {"nets": [...], "loss": [per-step
     losses per seed], "train_error", "val_error", "dead", "distinct", "dead0", "distinct0" (at init): [per seed]}}."""
     out = {}
@@ -411,7 +415,7 @@ def zf_comparison(x, y, x_val, y_val, seeds=(0, 1, 2), steps=400, lr=0.03, batch
         for s in seeds:
             net = zf_pair_net(first, width, x.shape[1], int(y.max()) + 1, seed=s)
             d0, s0 = filter_stats(net, x_val)
-            h = train_steps(net, x, y, steps, lr, batch_size, weight_decay=weight_decay, seed=s)
+            h = train_steps(net, x, y, steps, lr, batch_size, weight_decay=weight_decay, seed=s, decay=decay)
             d1, s1 = filter_stats(net, x_val)
             for k, v in (("nets", net), ("loss", h), ("train_error", error_of(net, x, y)),
                          ("val_error", error_of(net, x_val, y_val)), ("dead", d1), ("distinct", s1),
@@ -421,9 +425,17 @@ def zf_comparison(x, y, x_val, y_val, seeds=(0, 1, 2), steps=400, lr=0.03, batch
     return out
 
 
-def train_steps(model, x, y, steps, lr, batch_size=32, momentum=0.9, weight_decay=0.0, seed=0):
+def last_tenth_share(losses):
+    """Share of the loss's whole fall, from the mean of the first tenth of the steps to that of the last,
+    that came during the last tenth: near 0 once training has stopped making progress."""
+    t = max(1, len(losses) // 10)
+    first, before, last = np.mean(losses[:t]), np.mean(losses[-2 * t:-t]), np.mean(losses[-t:])
+    return float((before - last) / (first - last)) if first > last else float("nan")
+
+
+def train_steps(model, x, y, steps, lr, batch_size=32, momentum=0.9, weight_decay=0.0, seed=0, decay=()):
     """``steps`` SGD steps on shuffled mini-batches; returns the per-step training losses."""
-    return [loss for *_, loss in sgd_steps(model, x, y, lr, steps, batch_size, momentum, weight_decay, seed)]
+    return [loss for *_, loss in sgd_steps(model, x, y, lr, steps, batch_size, momentum, weight_decay, seed, decay)]
 
 
 def gabor(size=11, wavelength=5.0, theta=np.pi / 4, sigma=None):
