@@ -2,7 +2,7 @@
 
     python3 benchmarks/cpu.py [--repeat 7] [--only conv|train] [--threads N]
     python3 benchmarks/cpu.py --rows winograd [--repeat 7]    # 3x3 rows + VGG-style step, < 3 min
-    python3 benchmarks/cpu.py --rows sweep                    # Winograd vs im2col: the auto rule
+    python3 benchmarks/cpu.py --rows sweep                    # Winograd vs im2col: the auto rule, < 2 min
 
 Rows: conv2d forward+backward (all three gradients) at four ImageNet-era shapes, and one SGD step
 (batch 128) of the cuda-convnet CIFAR-10 net: conv5x5-64 p2, ReLU, max-pool 3/2 ceil, LRN(9),
@@ -283,18 +283,22 @@ def winograd_rows(repeat, has_torch):
 
 
 def sweep_rows(repeat):
-    """Winograd / im2col time of one conv forward+backward over channels and image sizes (the auto rule)."""
+    """Winograd / im2col time of one conv forward+backward over channels and image sizes (the auto rule).
+
+    The batch keeps about 4M input values per layer (N*C*H*W), so that each cell is a layer of a
+    real training step rather than a call dominated by per-call overheads (lesson 03 shows one)."""
     rng = np.random.default_rng(0)
-    print("channels C=K, image HxW, batch 8, padding 1: winograd/im2col (median of ratios)")
-    for c in (4, 8, 16, 32, 64):
+    print("channels C=K, image HxW (batch N for ~4M input values), padding 1: winograd/im2col (median of ratios)")
+    for c in (64, 128, 256):
         cells = []
-        for h in (4, 6, 8, 16, 32):
-            x = rng.standard_normal((8, c, h, h)).astype(np.float32)
+        for h in (8, 16, 32, 56):
+            n = max(1, 4_000_000 // (c * h * h))
+            x = rng.standard_normal((n, c, h, h)).astype(np.float32)
             w = (rng.standard_normal((c, c, 3, 3)) * 0.05).astype(np.float32)
             b = np.zeros(c, np.float32)
             runs = {"winograd": minidl_conv(x, w, b, 1, "winograd"), "im2col": minidl_conv(x, w, b, 1, "im2col")}
             _, ratio = ratios_alternating(runs, repeat, "im2col")
-            cells.append(f"{h}x{h} {ratio['winograd']:.2f}")
+            cells.append(f"{h}x{h} N{n} {ratio['winograd']:.2f}")
         print(f"C=K={c:<3} " + "  ".join(cells), flush=True)
 
 
