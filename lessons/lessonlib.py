@@ -2,16 +2,57 @@
 
 MINIDL_FAST=1 (set by the test suite) shrinks every experiment so that a notebook runs in seconds
 on two CPU cores; without it the notebooks run their fuller versions.
+
+MINIDL_DEVICE=cuda runs the training loops here (``train``, ``sgd_steps`` and so every experiment
+of lessons 04, 05 and 08, and ``error_of``) on the GPU; each model goes back to the CPU when the
+loop ends, so the cells after it (plots, deconvnet, filter grids) see NumPy arrays as usual.
 """
+import contextlib
 import os
 import time
 
 import numpy as np
 
 import minidl as md
-from minidl import functional as F, optim
+from minidl import backend, functional as F, optim
 
 FAST = os.environ.get("MINIDL_FAST", "0") not in ("", "0", "false", "False")
+
+
+def _device_from_env():
+    name = os.environ.get("MINIDL_DEVICE") or "cpu"
+    try:
+        device = backend.check_device(name)
+        if device == "cuda":
+            backend.require_gpu()
+    except (ValueError, RuntimeError) as e:
+        raise RuntimeError(f"MINIDL_DEVICE={name!r}: {e}") from None
+    return device
+
+
+DEVICE = _device_from_env()
+_moved = set()  # ids of the models on_device has moved and not yet brought back
+
+
+@contextlib.contextmanager
+def on_device(model):
+    """Inside the block ``model`` is on DEVICE; after it, back on the CPU. Nested uses (an error_of
+    inside a training loop) leave it where the outer one put it."""
+    if DEVICE == "cpu" or id(model) in _moved:
+        yield model
+        return
+    _moved.add(id(model))
+    model.to(DEVICE)
+    try:
+        yield model
+    finally:
+        model.to("cpu")
+        _moved.discard(id(model))
+
+
+def batch(a):
+    """A Tensor of the array ``a`` on DEVICE."""
+    return md.tensor(a, device=DEVICE)
 
 
 def pick(fast, full):
@@ -34,9 +75,9 @@ def error_of(model, x, y, batch_size=256):
     was = model.training
     model.eval()
     wrong = 0
-    with md.no_grad():
+    with md.no_grad(), on_device(model):
         for s in range(0, len(x), batch_size):
-            out = model(md.tensor(x[s:s + batch_size]))
+            out = model(batch(x[s:s + batch_size]))
             out = out[0] if isinstance(out, tuple) else out
             wrong += int((out.numpy().argmax(axis=1) != y[s:s + batch_size]).sum())
     model.train(was)
@@ -49,28 +90,29 @@ def train(model, x, y, epochs=1, lr=0.05, batch_size=32, momentum=0.9, weight_de
 
     loss_fn(output, y) -> scalar Tensor (default: cross-entropy of the output, or of its first element).
     """
-    opt = optim.SGD(model.parameters(), lr, momentum=momentum, weight_decay=weight_decay)
-    rng = np.random.default_rng(seed)
-    hist = {"loss": [], "train_error": [], "val_error": [], "seconds": 0.0}
-    t0 = time.perf_counter()
-    for _ in range(epochs):
-        model.train()
-        order = rng.permutation(len(x))
-        for s in range(0, len(x) - batch_size + 1, batch_size):
-            idx = order[s:s + batch_size]
-            out = model(md.tensor(x[idx]))
-            if loss_fn is not None:
-                loss = loss_fn(out, y[idx])
-            else:
-                loss = F.cross_entropy(out[0] if isinstance(out, tuple) else out, y[idx])
-            model.zero_grad()
-            loss.backward()
-            opt.step()
-            hist["loss"].append(loss.item())
-        hist["train_error"].append(error_of(model, x, y))
-        if x_val is not None:
-            hist["val_error"].append(error_of(model, x_val, y_val))
-    hist["seconds"] = time.perf_counter() - t0
+    with on_device(model):
+        opt = optim.SGD(model.parameters(), lr, momentum=momentum, weight_decay=weight_decay)
+        rng = np.random.default_rng(seed)
+        hist = {"loss": [], "train_error": [], "val_error": [], "seconds": 0.0}
+        t0 = time.perf_counter()
+        for _ in range(epochs):
+            model.train()
+            order = rng.permutation(len(x))
+            for s in range(0, len(x) - batch_size + 1, batch_size):
+                idx = order[s:s + batch_size]
+                out = model(batch(x[idx]))
+                if loss_fn is not None:
+                    loss = loss_fn(out, y[idx])
+                else:
+                    loss = F.cross_entropy(out[0] if isinstance(out, tuple) else out, y[idx])
+                model.zero_grad()
+                loss.backward()
+                opt.step()
+                hist["loss"].append(loss.item())
+            hist["train_error"].append(error_of(model, x, y))
+            if x_val is not None:
+                hist["val_error"].append(error_of(model, x_val, y_val))
+        hist["seconds"] = time.perf_counter() - t0
     return hist
 
 
@@ -103,23 +145,24 @@ def sgd_steps(model, x, y, lr, max_steps, batch_size=32, momentum=0.9, weight_de
     decay: fractions of max_steps at which the learning rate is divided by 10 (AlexNet's recipe,
     there when the validation error stopped improving), e.g. (0.6, 0.85).
     """
-    opt = optim.SGD(model.parameters(), lr, momentum=momentum, weight_decay=weight_decay)
-    rng = np.random.default_rng(seed)
-    step = 0
-    while step < max_steps:
-        order = rng.permutation(len(x))
-        for s in range(0, len(x) - batch_size + 1, batch_size):
-            opt.lr = lr * 0.1 ** sum(step >= f * max_steps for f in decay)
-            idx = order[s:s + batch_size]
-            out = model(md.tensor(x[idx]))
-            loss = F.cross_entropy(out, y[idx])
-            model.zero_grad()
-            loss.backward()
-            opt.step()
-            step += 1
-            yield step, idx, out, loss.item()
-            if step >= max_steps:
-                return
+    with on_device(model):   # back on the CPU when the loop ends or its caller stops early
+        opt = optim.SGD(model.parameters(), lr, momentum=momentum, weight_decay=weight_decay)
+        rng = np.random.default_rng(seed)
+        step = 0
+        while step < max_steps:
+            order = rng.permutation(len(x))
+            for s in range(0, len(x) - batch_size + 1, batch_size):
+                opt.lr = lr * 0.1 ** sum(step >= f * max_steps for f in decay)
+                idx = order[s:s + batch_size]
+                out = model(batch(x[idx]))
+                loss = F.cross_entropy(out, y[idx])
+                model.zero_grad()
+                loss.backward()
+                opt.step()
+                step += 1
+                yield step, idx, out, loss.item()
+                if step >= max_steps:
+                    return
 
 
 # ------------------------------------------------------------------------------------------------
