@@ -89,10 +89,10 @@ def _vec(kind, m, src, sb, sk, st, dst, db, dk, dt, n):
 
 @njit(cache=True, inline="always")
 def _input_plane(x, p, ph, pw, th, tw, m, v):
-    """V[:, c, q] = B^T d B for every tile of plane p = n*C + c of x."""
+    """V[:, c, q] = B^T d B for every tile of plane p = c*N + n of x."""
     N, C, H, W = x.shape
     a = m + 2
-    n, c = p // C, p % C
+    c, n = p // N, p % N
     hp, wp = th * m + 2, tw * m + 2
     pad = np.zeros((hp, wp), dtype=v.dtype)               # the plane with its zero padding
     for h in range(max(0, -ph), min(H, hp - ph)):
@@ -111,10 +111,10 @@ def _input_plane(x, p, ph, pw, th, tw, m, v):
 
 @njit(cache=True, inline="always")
 def _output_plane(mm, b, p, th, tw, m, y):
-    """y[n, k] = A^T M A per tile, cropped, plus b[k], for plane p = n*K + k."""
+    """y[n, k] = A^T M A per tile, cropped, plus b[k], for plane p = k*N + n."""
     N, K, oh, ow = y.shape
     a = m + 2
-    n, k = p // K, p % K
+    k, n = p // N, p % N
     T = mm.shape[2]
     rows = np.empty((a, m, tw), dtype=mm.dtype)    # rows[i, x, tx]: A^T along w of tile row i
     out = np.empty((th * m, m, tw), dtype=mm.dtype)  # out[ty*m + y, x, tx]
@@ -134,10 +134,10 @@ def _output_plane(mm, b, p, th, tw, m, y):
 
 @njit(cache=True, inline="always")
 def _grad_output_plane(gy, p, th, tw, m, qq):
-    """Q[:, k, q] = A gy A^T per tile (gy zero past the output edge), for plane p = n*K + k."""
+    """Q[:, k, q] = A gy A^T per tile (gy zero past the output edge), for plane p = k*N + n."""
     N, K, oh, ow = gy.shape
     a = m + 2
-    n, k = p // K, p % K
+    k, n = p // N, p % N
     T = qq.shape[2]
     hp, wp = th * m, tw * m
     pad = np.zeros((hp, wp), dtype=qq.dtype)
@@ -156,10 +156,10 @@ def _grad_output_plane(gy, p, th, tw, m, qq):
 
 @njit(cache=True, inline="always")
 def _grad_input_plane(z, p, ph, pw, th, tw, m, gx):
-    """gx[n, c] = sum over tiles of B Z B^T at the tile's place (padding dropped), plane p = n*C + c."""
+    """gx[n, c] = sum over tiles of B Z B^T at the tile's place (padding dropped), plane p = c*N + n."""
     N, C, H, W = gx.shape
     a = m + 2
-    n, c = p // C, p % C
+    c, n = p // N, p % N
     T = z.shape[2]
     hp, wp = th * m + 2, tw * m + 2
     pad = np.zeros((hp, wp), dtype=z.dtype)        # gx with its padding, tiles summed in
@@ -183,7 +183,10 @@ def _grad_input_plane(z, p, ph, pw, th, tw, m, gx):
             gx[n, c, h, w] = pad[hh, ww] if hh < hp and ww < wp else 0
 
 
-# One plane per thread (numba.prange): planes never share outputs, so no atomics. Small calls run
+# One plane per thread (numba.prange): planes never share outputs, so no atomics. Planes go channel
+# by channel (p = c*N + n): the planes of one channel fill adjacent runs of each row of V (or read
+# them, for M and Z), so a thread's writes stream through memory instead of hopping between 36
+# rows per plane; 1.3-2x faster than image by image on 32x32 and 13x13 planes (one thread). Small calls run
 # serially: waking the thread pool costs more than they do (as in cpu.py).
 @njit(cache=True, parallel=True)
 def _input_par(x, ph, pw, th, tw, m, v):
