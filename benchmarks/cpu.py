@@ -34,8 +34,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # minidl first, as the `minidl` command does: its thread settings (idle OpenBLAS/OpenMP workers sleep
-# at once, see minidl/__init__.py) are read when NumPy's OpenBLAS loads. They apply to the whole
-# process, so DeZero (NumPy too) gets them as well; PyTorch uses its own OpenMP and oneDNN.
+# at once, see minidl/__init__.py) are then read when NumPy's OpenBLAS loads, with no pool to restart.
+# They apply to the whole process, so DeZero (NumPy too) gets them as well; PyTorch uses its own
+# OpenMP and oneDNN.
 import minidl as md  # noqa: E402
 import numpy as np  # noqa: E402
 from minidl import functional as F, nn, optim  # noqa: E402

@@ -2,16 +2,60 @@
 __version__ = "0.1.0"
 
 import os as _os
+import sys as _sys
 
 # Idle worker threads: after each call OpenBLAS's workers spin for up to ~0.1 s, and libgomp's (Numba's
 # parallel kernels) spin too, so on a machine with few cores every kernel that follows a GEMM (and every
 # GEMM that follows a kernel) fights a spinning thread for the core: a CIFAR-10 training step on 2 cores
 # ran 1.3-1.5x slower than with both told to sleep at once (benchmarks/RESULTS.md). Both variables are
 # read when the libraries load, so they are set here, first; a value already in the environment wins.
-# OPENBLAS_THREAD_TIMEOUT only takes effect when minidl is imported before NumPy (the `minidl` command,
-# or `import minidl` first); OMP_WAIT_POLICY also when NumPy came first (Numba loads OpenMP lazily).
+# When NumPy came first, OpenBLAS has read its variable already and _restart_blas_threads applies it;
+# OMP_WAIT_POLICY works either way (Numba loads OpenMP lazily).
+_BLAS_LOADED_FIRST = "numpy" in _sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in _os.environ
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+
+def _restart_blas_threads():
+    """NumPy came first, so its OpenBLAS started its workers with the default spin: restart them.
+
+    ``import numpy`` before ``import minidl`` is what nearly every script and notebook does, and left
+    the VGG-style step of benchmarks/cpu.py 15-25% slower (840-963 against 704-741 ms, 2-core EPYC).
+    OpenBLAS re-reads its variables (openblas_read_env) and rebuilds its pool the way it does around
+    a fork (blas_thread_shutdown_, then blas_thread_init), with the same number of threads. Only for
+    OpenBLAS's own pthreads pool (an OpenMP build obeys OMP_WAIT_POLICY), on Linux (the libraries
+    are found in /proc/self/maps); anything else is left as it is. Returns how many pools restarted.
+    """
+    if not _BLAS_LOADED_FIRST:
+        return 0
+    try:
+        import ctypes
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.rsplit("/", 1)[-1].lower()}
+    except OSError:
+        return 0
+    restarted = 0
+    for path in sorted(p for p in paths if ".so" in p):
+        try:
+            lib = ctypes.CDLL(path)
+            read_env, shutdown, init = lib.openblas_read_env, lib.blas_thread_shutdown_, lib.blas_thread_init
+        except (OSError, AttributeError):
+            continue
+        config = next((getattr(lib, n) for n in ("openblas_get_config", "scipy_openblas_get_config64_",
+                                                  "openblas_get_config64_") if hasattr(lib, n)), None)
+        if config is None:
+            continue
+        config.restype = ctypes.c_char_p
+        if b"USE_OPENMP" in (config() or b""):
+            continue
+        read_env()
+        shutdown()
+        init()
+        restarted += 1
+    return restarted
+
+
+RESTARTED_BLAS_POOLS = _restart_blas_threads()
 
 
 def _keep_freed_memory():
