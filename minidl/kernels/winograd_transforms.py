@@ -29,16 +29,19 @@ def _vec(kind, m, src, sb, sk, st, dst, db, dk, dt, n):
     sb, st, db, dt = u64(sb), u64(st), u64(db), u64(dt)
     s1_, s2_, s3_, s4_, s5_ = u64(sk), u64(2 * sk), u64(3 * sk), u64(4 * sk), u64(5 * sk)
     d1_, d2_, d3_, d4_, d5_ = u64(dk), u64(2 * dk), u64(3 * dk), u64(4 * dk), u64(5 * dk)
+    # the constants in the arrays' dtype: Numba types float32 * int as float64, which doubled the
+    # arithmetic and kept LLVM from vectorising these loops
+    c2, c4, c5, c8 = dst.dtype.type(2), dst.dtype.type(4), dst.dtype.type(5), dst.dtype.type(8)
     for t in range(u64(n)):
         i, o = sb + t * st, db + t * dt
         if kind == 0 and m == 4:      # B^T, 6 -> 6
             s0, s1, s2, s3, s4, s5 = src[i], src[i + s1_], src[i + s2_], src[i + s3_], src[i + s4_], src[i + s5_]
-            dst[o] = 4 * s0 - 5 * s2 + s4
-            dst[o + d1_] = 4 * (s1 + s2) - s3 - s4
-            dst[o + d2_] = 4 * (s2 - s1) + s3 - s4
-            dst[o + d3_] = 2 * (s3 - s1) + s4 - s2
-            dst[o + d4_] = 2 * (s1 - s3) + s4 - s2
-            dst[o + d5_] = 4 * s1 - 5 * s3 + s5
+            dst[o] = c4 * s0 - c5 * s2 + s4
+            dst[o + d1_] = c4 * (s1 + s2) - s3 - s4
+            dst[o + d2_] = c4 * (s2 - s1) + s3 - s4
+            dst[o + d3_] = c2 * (s3 - s1) + s4 - s2
+            dst[o + d4_] = c2 * (s1 - s3) + s4 - s2
+            dst[o + d5_] = c4 * s1 - c5 * s3 + s5
         elif kind == 0:               # B^T, 4 -> 4
             s0, s1, s2, s3 = src[i], src[i + s1_], src[i + s2_], src[i + s3_]
             dst[o] = s0 - s2
@@ -49,16 +52,16 @@ def _vec(kind, m, src, sb, sk, st, dst, db, dk, dt, n):
             s0, s1, s2, s3, s4, s5 = src[i], src[i + s1_], src[i + s2_], src[i + s3_], src[i + s4_], src[i + s5_]
             p1, m1, p2, m2 = s1 + s2, s1 - s2, s3 + s4, s3 - s4
             dst[o] = s0 + p1 + p2
-            dst[o + d1_] = m1 + 2 * m2
-            dst[o + d2_] = p1 + 4 * p2
-            dst[o + d3_] = m1 + 8 * m2 + s5
+            dst[o + d1_] = m1 + c2 * m2
+            dst[o + d2_] = p1 + c4 * p2
+            dst[o + d3_] = m1 + c8 * m2 + s5
         elif kind == 1:               # A^T, 4 -> 2
             s0, s1, s2, s3 = src[i], src[i + s1_], src[i + s2_], src[i + s3_]
             dst[o] = s0 + s1 + s2
             dst[o + d1_] = s1 - s2 + s3
         elif kind == 2 and m == 4:    # A, 4 -> 6
             s0, s1, s2, s3 = src[i], src[i + s1_], src[i + s2_], src[i + s3_]
-            e, od, e4, o2 = s0 + s2, s1 + s3, s0 + 4 * s2, 2 * s1 + 8 * s3
+            e, od, e4, o2 = s0 + s2, s1 + s3, s0 + c4 * s2, c2 * s1 + c8 * s3
             dst[o] = s0
             dst[o + d1_] = e + od
             dst[o + d2_] = e - od
@@ -73,10 +76,10 @@ def _vec(kind, m, src, sb, sk, st, dst, db, dk, dt, n):
             dst[o + d3_] = s1
         elif m == 4:                  # B, 6 -> 6
             s0, s1, s2, s3, s4, s5 = src[i], src[i + s1_], src[i + s2_], src[i + s3_], src[i + s4_], src[i + s5_]
-            dst[o] = 4 * s0
-            dst[o + d1_] = 4 * (s1 - s2 + s5) + 2 * (s4 - s3)
-            dst[o + d2_] = 4 * (s1 + s2) - 5 * s0 - s3 - s4
-            dst[o + d3_] = s2 - s1 + 2 * (s3 - s4) - 5 * s5
+            dst[o] = c4 * s0
+            dst[o + d1_] = c4 * (s1 - s2 + s5) + c2 * (s4 - s3)
+            dst[o + d2_] = c4 * (s1 + s2) - c5 * s0 - s3 - s4
+            dst[o + d3_] = s2 - s1 + c2 * (s3 - s4) - c5 * s5
             dst[o + d4_] = s0 - s1 - s2 + s3 + s4
             dst[o + d5_] = s5
         else:                         # B, 4 -> 4
@@ -119,7 +122,7 @@ def _output_plane(mm, b, p, th, tw, m, y):
     rows = np.empty((a, m, tw), dtype=mm.dtype)    # rows[i, x, tx]: A^T along w of tile row i
     out = np.empty((th * m, m, tw), dtype=mm.dtype)  # out[ty*m + y, x, tx]
     mf, rf, of = mm.reshape(-1), rows.reshape(-1), out.reshape(-1)
-    bias = b[k] if b.shape[0] > 0 else 0
+    bias = b[k] if b.shape[0] > 0 else y.dtype.type(0)  # an int 0 would make the sum float64
     for ty in range(th):
         q = n * th * tw + ty * tw
         for i in range(a):
@@ -180,7 +183,7 @@ def _grad_input_plane(z, p, ph, pw, th, tw, m, gx):
     for h in range(H):
         for w in range(W):
             hh, ww = h + ph, w + pw
-            gx[n, c, h, w] = pad[hh, ww] if hh < hp and ww < wp else 0
+            gx[n, c, h, w] = pad[hh, ww] if hh < hp and ww < wp else gx.dtype.type(0)
 
 
 # One plane per thread (numba.prange): planes never share outputs, so no atomics. Planes go channel
