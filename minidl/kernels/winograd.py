@@ -136,17 +136,16 @@ def best_tile(oh, ow):
 
 # The ``auto`` rule, from measured fwd+bwd times against im2col (benchmarks/RESULTS.md, CPU). Where
 # Winograd wins depends on the machine: the transforms are memory-bound passes over arrays 2.25x
-# the activations, while the GEMMs they shrink run at whatever the BLAS reaches. On a 2-core AMD
-# EPYC (OpenBLAS Haswell kernels, 2026-12-02) it won from 64 channels on 32x32; on a 2-core Intel
-# Xeon with AVX-512 (OpenBLAS SkylakeX kernels, 2026-12-02, after the scratch arena), where im2col's
-# GEMM is faster, Winograd / im2col measured 1.02-1.10x at 64 channels (16-56 pixels square),
-# 0.80-0.86x at 128 channels on 32x32-56x56 but 1.02x on 16x16, 0.68-0.78x at 256 channels from
-# 16x16, and lost on 13x13 (F(4,3)'s tiles cover 16x16) and on lesson 03's batch of 2 (3.8x slower:
-# per-call overheads). So: both channel counts >= 128, >= 16x16 output pixels and >= 1024 tiles in
-# the batch. Re-derive on another machine with --rows sweep / --rows winograd. float64 keeps im2col:
-# auto promises float64 results unchanged.
-AUTO_MIN_CHANNELS = 128
-AUTO_MIN_PIXELS = 256
+# the activations, while the GEMMs they shrink run at whatever the BLAS reaches. With the transforms
+# in float32 throughout (2026-12-02, 2-core AMD EPYC with AVX-512, OpenBLAS SkylakeX kernels),
+# Winograd / im2col measured 0.66-0.96x at 64 channels from 16x16, 0.57-0.71x at 128 channels and
+# 0.48-0.54x at 256 from 16x16, 0.83x on AlexNet's 13x13 (256 -> 384), but 0.70-1.02x on 8x8 (and
+# 3.8x slower on lesson 03's batch of 2: per-call overheads). Before that fix, on a 2-core Intel
+# Xeon, it lost at 64 channels (1.10-1.32x) and the rule asked for 128. So: both channel counts
+# >= 64, >= 12x12 output pixels and >= 1024 tiles in the batch. Re-derive on another machine with
+# --rows sweep / --rows winograd. float64 keeps im2col: auto promises float64 results unchanged.
+AUTO_MIN_CHANNELS = 64
+AUTO_MIN_PIXELS = 144
 AUTO_MIN_TILES = 1024
 # On the GPU "auto" keeps im2col until a lent GPU has measured the CUDA transforms (benchmarks/gpu.py
 # compares algorithm="winograd" with "im2col" on VGG16); none was lent when they were written.
