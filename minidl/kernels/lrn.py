@@ -51,11 +51,14 @@ def reference_lrn_backward(gy, saved, params):
 # ==== Numba: x as (N, C, L), one (n, c) plane per thread ====
 
 @njit(cache=True, inline="always")
-def _pow_neg(s, beta):
-    """s ** -beta; AlexNet's beta = 0.75 as two square roots, several times faster than pow."""
+def _times_pow_neg(v, s, beta):
+    """v * s ** -beta; AlexNet's beta = 0.75 as two square roots, several times faster than pow.
+
+    A division, not 1.0 / ...: a float literal would make float32 arithmetic float64 (in Numba).
+    """
     if beta == 0.75:
-        return 1.0 / math.sqrt(s * math.sqrt(s))
-    return s ** -beta
+        return v / math.sqrt(s * math.sqrt(s))
+    return v * s ** -beta
 
 
 @njit(cache=True, parallel=True)
@@ -71,7 +74,7 @@ def _lrn_fwd(x, size, alpha, beta, k, y, scale):
                 s[l] += x[n, cc, l] * x[n, cc, l]
         for l in range(L):
             s[l] = k + alpha * s[l]
-            y[n, c, l] = x[n, c, l] * _pow_neg(s[l], beta)
+            y[n, c, l] = _times_pow_neg(x[n, c, l], s[l], beta)
 
 
 def numba_lrn_forward(x, params):
@@ -85,7 +88,7 @@ def numba_lrn_forward(x, params):
 
 
 @njit(cache=True, parallel=True)
-def _lrn_bwd(x, y, scale, gy, size, alpha, beta, gx, ratio):
+def _lrn_bwd(x, y, scale, gy, size, two_alpha_beta, beta, gx, ratio):
     N, C, L = x.shape
     before, after = size // 2, (size - 1) // 2
     for q in prange(N * C):
@@ -101,7 +104,7 @@ def _lrn_bwd(x, y, scale, gy, size, alpha, beta, gx, ratio):
             for l in range(L):
                 g[l] += ratio[n, cc, l]
         for l in range(L):
-            g[l] = gy[n, c, l] * _pow_neg(scale[n, c, l], beta) - 2 * alpha * beta * x[n, c, l] * g[l]
+            g[l] = _times_pow_neg(gy[n, c, l], scale[n, c, l], beta) - two_alpha_beta * x[n, c, l] * g[l]
 
 
 def numba_lrn_backward(gy, saved, params):
@@ -112,7 +115,7 @@ def numba_lrn_backward(gy, saved, params):
     gx, ratio = np.empty_like(g), np.empty_like(g)
     t = gy.dtype.type
     _numba.run(_lrn_bwd, gy.size * (size + 4), x.reshape(g.shape), y.reshape(g.shape), scale.reshape(g.shape), g,
-               int(size), t(alpha), t(beta), gx, ratio)
+               int(size), t(2 * alpha * beta), t(beta), gx, ratio)  # 2 * alpha in Numba would be float64
     return gx.reshape(gy.shape)
 
 
