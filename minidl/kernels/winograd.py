@@ -139,14 +139,16 @@ def best_tile(oh, ow):
 # the activations, while the GEMMs they shrink run at whatever the BLAS reaches. With the transforms
 # in float32 throughout (2026-12-02, 2-core AMD EPYC with AVX-512, OpenBLAS SkylakeX kernels),
 # Winograd / im2col measured 0.66-0.96x at 64 channels from 16x16, 0.57-0.71x at 128 channels and
-# 0.48-0.54x at 256 from 16x16, 0.83x on AlexNet's 13x13 (256 -> 384), but 0.70-1.02x on 8x8 (and
-# 3.8x slower on lesson 03's batch of 2: per-call overheads). Before that fix, on a 2-core Intel
-# Xeon, it lost at 64 channels (1.10-1.32x) and the rule asked for 128. So: both channel counts
-# >= 64, >= 12x12 output pixels and >= 1024 tiles in the batch. Re-derive on another machine with
-# --rows sweep / --rows winograd. float64 keeps im2col: auto promises float64 results unchanged.
+# 0.48-0.54x at 256 from 16x16, 0.79-0.83x on AlexNet's 13x13 (256 -> 384), but 0.70-1.02x on 8x8.
+# Small batches pay per-call costs: with 512 tiles or more it won in every shape measured (0.72-0.89x),
+# with 32-256 it ranged from 0.72x to 1.35x (and lesson 03's batch of 2 ran 3.8x slower). Before
+# that fix, on a 2-core Intel Xeon, it lost at 64 channels (1.10-1.32x) and the rule asked for 128.
+# So: both channel counts >= 64, >= 12x12 output pixels and >= 512 tiles in the batch. Re-derive on
+# another machine with --rows sweep / --rows winograd. float64 keeps im2col: auto promises float64
+# results unchanged.
 AUTO_MIN_CHANNELS = 64
 AUTO_MIN_PIXELS = 144
-AUTO_MIN_TILES = 1024
+AUTO_MIN_TILES = 512
 # On the GPU "auto" keeps im2col until a lent GPU has measured the CUDA transforms (benchmarks/gpu.py
 # compares algorithm="winograd" with "im2col" on VGG16); none was lent when they were written.
 AUTO_ON_GPU = False
