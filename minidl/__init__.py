@@ -23,30 +23,19 @@ def _restart_blas_threads():
     the VGG-style step of benchmarks/cpu.py 15-25% slower (840-963 against 704-741 ms, 2-core EPYC).
     OpenBLAS re-reads its variables (openblas_read_env) and rebuilds its pool the way it does around
     a fork (blas_thread_shutdown_, then blas_thread_init), with the same number of threads. Only for
-    OpenBLAS's own pthreads pool (an OpenMP build obeys OMP_WAIT_POLICY), on Linux (the libraries
-    are found in /proc/self/maps); anything else is left as it is. Returns how many pools restarted.
+    OpenBLAS's own pthreads pool (an OpenMP build obeys OMP_WAIT_POLICY), found by threadpoolctl;
+    anything else is left as it is. Returns how many pools restarted.
     """
-    if not _BLAS_LOADED_FIRST:
-        return 0
-    try:
-        import ctypes
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.rsplit("/", 1)[-1].lower()}
-    except OSError:
-        return 0
+    import ctypes
+    from threadpoolctl import threadpool_info
     restarted = 0
-    for path in sorted(p for p in paths if ".so" in p):
+    for lib in threadpool_info():
+        if lib["internal_api"] != "openblas" or lib.get("threading_layer") != "pthreads":
+            continue
         try:
-            lib = ctypes.CDLL(path)
-            read_env, shutdown, init = lib.openblas_read_env, lib.blas_thread_shutdown_, lib.blas_thread_init
+            so = ctypes.CDLL(lib["filepath"])
+            read_env, shutdown, init = so.openblas_read_env, so.blas_thread_shutdown_, so.blas_thread_init
         except (OSError, AttributeError):
-            continue
-        config = next((getattr(lib, n) for n in ("openblas_get_config", "scipy_openblas_get_config64_",
-                                                  "openblas_get_config64_") if hasattr(lib, n)), None)
-        if config is None:
-            continue
-        config.restype = ctypes.c_char_p
-        if b"USE_OPENMP" in (config() or b""):
             continue
         read_env()
         shutdown()
@@ -55,7 +44,7 @@ def _restart_blas_threads():
     return restarted
 
 
-RESTARTED_BLAS_POOLS = _restart_blas_threads()
+RESTARTED_BLAS_POOLS = _restart_blas_threads() if _BLAS_LOADED_FIRST else 0
 
 
 def _keep_freed_memory():
