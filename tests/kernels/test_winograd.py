@@ -58,8 +58,21 @@ def test_hand_written_transforms_match_the_matrices(m):
         n_out, n_in = mat.shape
         src = rng.standard_normal((n_in, 5))                 # input k of vector t at src[k, t]
         dst = np.full((5, n_out), np.nan)                    # output j of vector t at dst[t, j]
-        wtr._vec(kind, m, src.reshape(-1), 0, 5, 1, dst.reshape(-1), 0, 1, n_out, 5)
+        wtr._vec(kind, m, src.reshape(-1), 0, wtr._even(5), 1, dst.reshape(-1), 0, wtr._even(1), n_out, 5)
         np.testing.assert_allclose(dst, (mat @ src).T, rtol=1e-14, atol=1e-13, err_msg=f"kind {kind}")
+
+
+@pytest.mark.parametrize("m", wg.TILES)
+def test_phase_split_offsets_find_each_tiles_inputs(m):
+    """_split: with a row stored as pad[f, j] = row[j*m + f], tile tx's input k is at offset tx + split[k]."""
+    tw = 3
+    L = tw + 1
+    row = np.arange(L * m, dtype=np.float64)
+    pad = np.stack([row[f::m] for f in range(m)])          # (m, L)
+    offsets = wtr._split(m, 1, L)
+    for tx in range(tw):
+        got = [pad.reshape(-1)[tx + offsets[k]] for k in range(m + 2)]
+        assert got == list(row[tx * m:tx * m + m + 2])
 
 
 # (N, C, H, W, K, padding, groups): odd and even sizes, outputs that are not a multiple of the
