@@ -1,7 +1,7 @@
 """CPU speed: minidl against PyTorch (CPU) and DeZero 0.0.13, one run, the libraries alternating.
 
     python3 benchmarks/cpu.py [--repeat 7] [--only conv|train] [--threads N]
-    python3 benchmarks/cpu.py --rows winograd [--repeat 7]    # 3x3 rows + VGG-style step, < 3 min
+    python3 benchmarks/cpu.py --rows winograd [--repeat 7]    # 3x3 + wide 5x5 rows + VGG-style step, < 4 min
     python3 benchmarks/cpu.py --rows sweep                    # Winograd vs im2col: the auto rule, < 2 min
 
 Rows: conv2d forward+backward (all three gradients) at four ImageNet-era shapes, and one SGD step
@@ -10,7 +10,7 @@ conv5x5-64 p2, ReLU, LRN(9), max-pool 3/2 ceil, linear 4096->10, cross-entropy, 
 DeZero has neither LRN nor ceil-mode pooling: its net skips the LRNs and pools with pad 1 (same
 output sizes). Prints the median milliseconds of each library and the ratios to PyTorch.
 
-``--rows winograd``: the 3x3 conv rows and a VGG-style SGD step (conv3x3-64, ReLU, conv3x3-64, ReLU,
+``--rows winograd``: the 3x3 conv rows, the wide 5x5 row and a VGG-style SGD step (conv3x3-64, ReLU, conv3x3-64, ReLU,
 max-pool 2, conv3x3-128, ReLU, conv3x3-128, ReLU, max-pool 2, linear 8192->10; 32x32 images, batch
 128), minidl with Winograd (algorithm="winograd"; in the step for every conv but the first), minidl
 with im2col and PyTorch, interleaved;
@@ -48,7 +48,9 @@ CONV_ROWS = [  # (N, C, H, K, kernel, padding), stride 1
     (128, 3, 32, 64, 5, 2),
 ]
 PAUSE = 0.2
-WINOGRAD_ROWS = [row for row in CONV_ROWS if row[4] == 3] + [(128, 64, 32, 64, 3, 1), (128, 64, 32, 128, 3, 1)]
+# the 3x3 rows, the wide 5x5 one (AlexNet's conv2 without groups: Winograd as four 3x3 sub-kernels) and two VGG layers
+WINOGRAD_ROWS = ([row for row in CONV_ROWS if row[4] == 3 or row[1] >= 64]
+                 + [(128, 64, 32, 64, 3, 1), (128, 64, 32, 128, 3, 1)])
 
 
 # ---- the three libraries, each returning a zero-argument callable that does one unit of work ------
@@ -263,7 +265,7 @@ def report_ratios(label, ms, ratio, base):
 
 
 def winograd_rows(repeat, has_torch):
-    """The 3x3 conv rows and the VGG-style step: Winograd, im2col and PyTorch interleaved."""
+    """The 3x3 conv rows, the wide 5x5 row and the VGG-style step: Winograd, im2col and PyTorch interleaved."""
     rng = np.random.default_rng(0)
     base = "pytorch" if has_torch else "im2col"
     for n, c, h, k, ks, pad in WINOGRAD_ROWS:
@@ -273,7 +275,7 @@ def winograd_rows(repeat, has_torch):
         runs = {"winograd": minidl_conv(x, w, b, pad, "winograd"), "im2col": minidl_conv(x, w, b, pad, "im2col")}
         if has_torch:
             runs["pytorch"] = torch_conv(x, w, b, pad)
-        report_ratios(f"conv N{n} C{c} {h}x{h} K{k} 3x3 p{pad}", *ratios_alternating(runs, repeat, base), base)
+        report_ratios(f"conv N{n} C{c} {h}x{h} K{k} {ks}x{ks} p{pad}", *ratios_alternating(runs, repeat, base), base)
     x = rng.standard_normal((128, 3, 32, 32)).astype(np.float32)
     t = rng.integers(0, 10, size=128)
     params = vgg_params(rng)

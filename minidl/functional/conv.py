@@ -86,7 +86,7 @@ class Conv2d(Function):
             x = xp.ascontiguousarray(x)
             self.x, self.w, self.window = x, w, window
             return _pointwise_forward(xp, x, w, b)
-        # Winograd F(m x m, 3 x 3) for 3x3 stride-1 layers (minidl/kernels/winograd.py): m, or None
+        # Winograd F(m x m, 3 x 3) for 3x3 and 5x5 stride-1 layers (minidl/kernels/winograd.py): m, or None
         self.winograd = winograd.choose(self.algorithm, x.shape, w.shape, (window.sh, window.sw),
                                         (window.ph, window.pw), G, x.dtype, gpu=xp is not np)
         if self.winograd:
@@ -178,11 +178,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, groups=1, *, algorithm="au
 
     bias: (K,) or None. stride, padding: int or (h, w) pair. groups: split channels into
     independent groups (AlexNet's towers). Returns (N, K, oh, ow), oh = (H + 2*ph - kh) // sh + 1.
-    algorithm: "im2col"; "winograd" (3x3, stride 1 only: F(4x4, 3x3), or F(2x2, 3x3) on tiny
-    outputs; float32 within 1e-4 relative of im2col); "auto" (default): Winograd on the CPU for
-    float32 3x3 stride-1 layers with >= 64 channels each way, >= 144 output pixels (12x12) and
-    >= 512 tiles in the batch (where it measured faster), im2col otherwise (float64 and the GPU:
-    always). See minidl/kernels/winograd.py.
+    algorithm: "im2col"; "winograd" (3x3 or 5x5, stride 1 only: F(4x4, 3x3), or F(2x2, 3x3) on
+    tiny outputs, 5x5 as four 3x3 sub-kernels; float32 within 1e-4 relative of im2col); "auto"
+    (default): Winograd on the CPU for float32 3x3 stride-1 layers with >= 64 channels each way,
+    >= 144 output pixels (12x12) and >= 512 tiles in the batch (where it measured faster), and for
+    5x5 ones that also have >= 256 output channels per group and >= 24x24 outputs; im2col
+    otherwise (float64 and the GPU: always). See minidl/kernels/winograd.py.
     """
     if algorithm not in winograd.ALGORITHMS:
         raise ValueError(f"conv2d: algorithm must be one of {', '.join(map(repr, winograd.ALGORITHMS))}, "

@@ -1,4 +1,4 @@
-"""Winograd convolution F(m x m, 3 x 3) for 3x3, stride-1 layers: forward and both gradients.
+"""Winograd convolution F(m x m, 3 x 3) for 3x3 (and 5x5), stride-1 layers: forward and both gradients.
 
 Side by side: the matrices (derived, not copied), the slow obvious NumPy version (``reference_*``),
 the Numba transforms, the CuPy launcher (CUDA source in ``cuda/winograd.cu``) and the driver that
@@ -116,13 +116,19 @@ def tiles(oh, ow, m):
 
 def unsupported(x_shape, w_shape, stride, dtype=None):
     """Why Winograd cannot run this convolution (a sentence), or None when it can."""
-    if tuple(w_shape[2:]) != (3, 3):
-        return f"kernel {w_shape[2]}x{w_shape[3]} (Winograd here is F(m x m, 3 x 3): 3x3 kernels only)"
+    if tuple(w_shape[2:]) not in ((3, 3), (5, 5)):
+        return (f"kernel {w_shape[2]}x{w_shape[3]} (Winograd here is F(m x m, 3 x 3): 3x3 kernels, and 5x5 "
+                f"as four 3x3 sub-kernels)")
     if tuple(stride) != (1, 1):
         return f"stride {tuple(stride)} (Winograd tiles need stride 1)"
     if dtype is not None and np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
         return f"dtype {np.dtype(dtype)} (float32 or float64 only)"
     return None
+
+
+def output_size(x_shape, w_shape, padding):
+    """(oh, ow) of a stride-1 convolution."""
+    return (x_shape[2] + 2 * padding[0] - w_shape[2] + 1, x_shape[3] + 2 * padding[1] - w_shape[3] + 1)
 
 
 def best_tile(oh, ow):
@@ -149,6 +155,14 @@ def best_tile(oh, ow):
 AUTO_MIN_CHANNELS = 64
 AUTO_MIN_PIXELS = 144
 AUTO_MIN_TILES = 512
+# 5x5 kernels run as a 3x3 convolution of 4x the input channels (below): the GEMMs shrink 2.8x, but
+# 4x the input is transformed. Measured fwd + bwd against im2col (2026-12-02, same EPYC; N, C, H, K):
+# 0.84-0.92x at 27x27 with K = 256 (32x96, 32x128, 16x192), 0.75x at 56x56 (8x128, K 128), but
+# 1.05x at 27x27 with K = 128, 1.43x at 13x13 (16x256 -> 256), 1.10x grouped (AlexNet's conv2, 48
+# channels per group) and 1.1-2.0x at 32 channels. So for 5x5, also >= 256 output channels per group
+# and >= 24x24 output pixels (the 56x56, K = 128 win is left to an explicit algorithm="winograd").
+AUTO_5X5_MIN_OUT_CHANNELS = 256
+AUTO_5X5_MIN_PIXELS = 576
 # On the GPU "auto" keeps im2col until a lent GPU has measured the CUDA transforms (benchmarks/gpu.py
 # compares algorithm="winograd" with "im2col" on VGG16); none was lent when they were written.
 AUTO_ON_GPU = False
@@ -158,9 +172,10 @@ def auto_choice(x_shape, w_shape, stride, padding, groups, dtype):
     """The m (2 or 4) that ``algorithm="auto"`` runs with Winograd, or None for im2col."""
     if np.dtype(dtype) != np.float32 or unsupported(x_shape, w_shape, stride, dtype):
         return None
-    (ph, pw), (H, W) = padding, x_shape[2:]
-    oh, ow = H + 2 * ph - 2, W + 2 * pw - 2
+    oh, ow = output_size(x_shape, w_shape, padding)
     if min(x_shape[1] // groups, w_shape[0] // groups) < AUTO_MIN_CHANNELS or oh * ow < AUTO_MIN_PIXELS:
+        return None
+    if w_shape[2] == 5 and (w_shape[0] // groups < AUTO_5X5_MIN_OUT_CHANNELS or oh * ow < AUTO_5X5_MIN_PIXELS):
         return None
     m = best_tile(oh, ow)
     return m if x_shape[0] * math.prod(tiles(oh, ow, m)) >= AUTO_MIN_TILES else None
@@ -264,13 +279,90 @@ def _filter_gradient(xp, mw, m):
     return xp.matmul(mw.reshape(a2, K * Cg).T, kron).reshape(K, Cg, 3, 3)
 
 
+# ==== 5x5 kernels: four 3x3 sub-kernels, one 3x3 Winograd convolution ============================
+# A 5x5 kernel, padded with zeros to 6x6, is four 3x3 sub-kernels w_s at offsets s = (0,0), (0,3),
+# (3,0), (3,3): y = sum_s conv3x3(x at offset s, w_s). Stacking the four offset crops of the padded
+# input as channels makes that sum one valid 3x3 convolution with 4x the input channels, which the
+# F(m, 3) code above runs. Its GEMMs do 4 * 36/16 = 9 multiplies per output (F(4,3)) against 25
+# directly, for the price of transforming 4x the input. Backward is the adjoint: the 3x3 gradients
+# of the stack, summed back at their offsets.
+SUB_OFFSETS = ((0, 0), (0, 3), (3, 0), (3, 3))
+
+
+def _crop_windows(H, W, padding, oh, ow):
+    """Per offset s: (rows of the crop, rows of x, cols of the crop, cols of x) that overlap, as slices."""
+    ph, pw = padding
+    out = []
+    for dy, dx in SUB_OFFSETS:
+        # crop row i is padded row dy + i, x row dy + i - ph; the crop has oh + 2 rows
+        i0, i1 = max(0, ph - dy), min(oh + 2, H + ph - dy)
+        j0, j1 = max(0, pw - dx), min(ow + 2, W + pw - dx)
+        out.append(None if i1 <= i0 or j1 <= j0 else
+                   (slice(i0, i1), slice(i0 + dy - ph, i1 + dy - ph), slice(j0, j1), slice(j0 + dx - pw, j1 + dx - pw)))
+    return out
+
+
+def _stack_crops(xp, x, padding, groups, oh, ow):
+    """x (N, C, H, W) -> (N, 4C, oh + 2, ow + 2): channel (g, s, c) is channel (g, c) of the zero-padded x at offset s."""
+    N, C, H, W = x.shape
+    G, Cg = groups, C // groups
+    out = xp.zeros((N, G, 4, Cg, oh + 2, ow + 2), dtype=x.dtype)
+    xg = x.reshape(N, G, Cg, H, W)
+    for s, win in enumerate(_crop_windows(H, W, padding, oh, ow)):
+        if win:
+            ci, xi, cj, xj = win
+            out[:, :, s, :, ci, cj] = xg[:, :, :, xi, xj]
+    return out.reshape(N, 4 * C, oh + 2, ow + 2)
+
+
+def _unstack_crops(xp, g4, x_shape, padding, groups):
+    """The adjoint of _stack_crops: each crop's gradient added back at its offset, padding dropped."""
+    N, C, H, W = x_shape
+    G, Cg = groups, C // groups
+    oh, ow = g4.shape[2] - 2, g4.shape[3] - 2
+    g4 = g4.reshape(N, G, 4, Cg, oh + 2, ow + 2)
+    gx = xp.zeros((N, G, Cg, H, W), dtype=g4.dtype)
+    for s, win in enumerate(_crop_windows(H, W, padding, oh, ow)):
+        if win:
+            ci, xi, cj, xj = win
+            gx[:, :, :, xi, xj] += g4[:, :, s, :, ci, cj]
+    return gx.reshape(N, C, H, W)
+
+
+def _stack_weights(xp, w):
+    """w (K, C/groups, 5, 5) -> (K, 4C/groups, 3, 3): channel (s, c) is sub-kernel s of channel c."""
+    K, Cg = w.shape[:2]
+    w6 = xp.zeros((K, Cg, 6, 6), dtype=w.dtype)
+    w6[:, :, :5, :5] = w
+    return xp.stack([w6[:, :, dy:dy + 3, dx:dx + 3] for dy, dx in SUB_OFFSETS], axis=1).reshape(K, 4 * Cg, 3, 3)
+
+
+def _unstack_weights(xp, g4):
+    """The adjoint of _stack_weights: (K, 4C/groups, 3, 3) -> (K, C/groups, 5, 5)."""
+    K, Cg = g4.shape[0], g4.shape[1] // 4
+    g6 = xp.zeros((K, Cg, 6, 6), dtype=g4.dtype)
+    g4 = g4.reshape(K, 4, Cg, 3, 3)
+    for s, (dy, dx) in enumerate(SUB_OFFSETS):
+        g6[:, :, dy:dy + 3, dx:dx + 3] += g4[:, s]
+    return xp.ascontiguousarray(g6[:, :, :5, :5])
+
+
+def _as_3x3(xp, x, w, padding, groups):
+    """(x4, w4): the 5x5 convolution of x by w as a valid 3x3 one (see above)."""
+    oh, ow = output_size(x.shape, w.shape, padding)
+    return _stack_crops(xp, x, padding, groups, oh, ow), _stack_weights(xp, w)
+
+
 def forward(x, w, b, padding, groups=1, m=4):
-    """x (N, C, H, W) * w (K, C/groups, 3, 3) + b (K,) or None -> y (N, K, oh, ow), stride 1.
+    """x (N, C, H, W) * w (K, C/groups, 3 or 5, same) + b (K,) or None -> y (N, K, oh, ow), stride 1.
 
     padding: (ph, pw); m: the output tile, 2 for F(2x2, 3x3) or 4 for F(4x4, 3x3).
     """
     tf = _transforms(x)
     xp = tf.xp
+    if w.shape[2] == 5:
+        x4, w4 = _as_3x3(xp, xp.ascontiguousarray(x), w, padding, groups)
+        return forward(x4, w4, b, (0, 0), groups, m)
     ph, pw = padding
     N, C, H, W = x.shape
     K, G, a2 = w.shape[0], groups, (m + 2) ** 2
@@ -292,6 +384,11 @@ def backward(x, w, gy, padding, groups=1, m=4, need_gx=True, need_gw=True, need_
     """(gx, gw, gb) of ``forward`` for gy (N, K, oh, ow); None for those not needed."""
     tf = _transforms(gy)
     xp = tf.xp
+    if w.shape[2] == 5:   # the stack is rebuilt rather than kept from forward: it is 4x the input
+        x4, w4 = _as_3x3(xp, xp.ascontiguousarray(x), w, padding, groups)
+        gx4, gw4, gb = backward(x4, w4, gy, (0, 0), groups, m, need_gx, need_gw, need_gb)
+        return (_unstack_crops(xp, gx4, x.shape, padding, groups) if need_gx else None,
+                _unstack_weights(xp, gw4) if need_gw else None, gb)
     ph, pw = padding
     N, C, H, W = x.shape
     K, G, a2 = w.shape[0], groups, (m + 2) ** 2
@@ -344,5 +441,5 @@ def choose(algorithm, x_shape, w_shape, stride, padding, groups, dtype, gpu=Fals
         if reason:
             raise ValueError(f"conv2d: algorithm='winograd' cannot run this convolution: {reason}; "
                              f"use algorithm='im2col' or 'auto'")
-        return best_tile(x_shape[2] + 2 * padding[0] - 2, x_shape[3] + 2 * padding[1] - 2)
+        return best_tile(*output_size(x_shape, w_shape, padding))
     raise ValueError(f"conv2d: algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")

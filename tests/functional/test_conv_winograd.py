@@ -52,6 +52,42 @@ def test_winograd_equals_im2col(shape, dtype):
         assert _rel_err(a, r) < bound, f"{name}: relative error {_rel_err(a, r):.2e}"
 
 
+# 5x5 kernels (four 3x3 sub-kernels): padding 0 to 3 (a crop can lie wholly in the padding), groups
+SHAPES_5X5 = [
+    (2, 3, 8, 8, 4, 2, 1),
+    (1, 4, 9, 7, 6, 1, 2),
+    (2, 2, 5, 6, 3, 0, 1),
+    (1, 6, 6, 6, 6, 3, 3),
+    (1, 2, 1, 2, 2, 2, 1),     # smaller than the kernel: all from the padding
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES_5X5)
+def test_winograd_5x5_equals_im2col(shape, dtype):
+    n, c, h, w, k, p, groups = shape
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = (rng.standard_normal((k, c // groups, 5, 5)) / 5).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    gy = rng.standard_normal((n, k, h + 2 * p - 4, w + 2 * p - 4)).astype(dtype)
+    _, got = _run(x, wt, b, p, groups, "winograd", gy)
+    _, want = _run(x, wt, b, p, groups, "im2col", gy)
+    bound = 1e-4 if dtype == np.float32 else 1e-10
+    for name, a, r in zip(("y", "gx", "gw", "gb"), got, want):
+        assert a.dtype == dtype and a.shape == r.shape, name
+        assert _rel_err(a, r) < bound, f"{name}: relative error {_rel_err(a, r):.2e}"
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 6, 5, 3, 2, 1), (1, 4, 5, 7, 2, 1, 2)])
+def test_gradcheck_5x5_float64(shape):
+    n, c, h, w, k, p, groups = shape
+    rng = np.random.default_rng(6)
+    x, wt, b = (rng.standard_normal(s) for s in ((n, c, h, w), (k, c // groups, 5, 5), (k,)))
+    assert gradcheck(lambda a, ww, bb: F.conv2d(a, ww, bb, 1, p, groups, algorithm="winograd"), x, wt, b,
+                     name=f"conv2d winograd 5x5 {shape}")
+
+
 def test_input_gradient_is_a_convolution_of_padded_gy_with_flipped_weights():
     """gx of a stride-1 3x3 conv with padding p = conv of gy padded by 2-p with w flipped, axes 0/1 swapped."""
     rng = np.random.default_rng(1)
@@ -105,8 +141,8 @@ def test_auto_rule():
 
 def test_errors_name_the_op_and_the_reason():
     x = np.zeros((1, 2, 8, 8), np.float32)
-    with pytest.raises(ValueError, match=r"algorithm='winograd'.*kernel 5x5.*3x3"):
-        F.conv2d(x, np.zeros((2, 2, 5, 5), np.float32), algorithm="winograd")
+    with pytest.raises(ValueError, match=r"algorithm='winograd'.*kernel 7x7.*3x3 kernels, and 5x5"):
+        F.conv2d(x, np.zeros((2, 2, 7, 7), np.float32), algorithm="winograd")
     with pytest.raises(ValueError, match=r"algorithm='winograd'.*stride \(2, 2\)"):
         F.conv2d(x, np.zeros((2, 2, 3, 3), np.float32), stride=2, algorithm="winograd")
     with pytest.raises(ValueError, match="conv2d: algorithm must be one of 'auto', 'im2col', 'winograd', got 'fft'"):
@@ -130,16 +166,17 @@ def test_module_passes_the_algorithm():
 @pytest.mark.gpu
 @pytest.mark.parametrize("tf32", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", SHAPES[:5] + [(4, 64, 28, 28, 32, 1, 1)])
-def test_gpu_winograd_equals_cpu_im2col(shape, dtype, tf32):
+@pytest.mark.parametrize("shape,ks", [(s, 3) for s in SHAPES[:5] + [(4, 64, 28, 28, 32, 1, 1)]]
+                         + [(s, 5) for s in SHAPES_5X5[:2] + [(4, 32, 27, 27, 64, 2, 1)]])
+def test_gpu_winograd_equals_cpu_im2col(shape, ks, dtype, tf32):
     if tf32 and dtype == np.float64:
         pytest.skip("TF32 changes float32 products only")
     n, c, h, w, k, p, groups = shape
     rng = np.random.default_rng(5)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    wt = (rng.standard_normal((k, c // groups, 3, 3)) / 3).astype(dtype)
+    wt = (rng.standard_normal((k, c // groups, ks, ks)) / ks).astype(dtype)
     b = rng.standard_normal(k).astype(dtype)
-    gy = rng.standard_normal((n, k, h + 2 * p - 2, w + 2 * p - 2)).astype(dtype)
+    gy = rng.standard_normal((n, k, h + 2 * p - ks + 1, w + 2 * p - ks + 1)).astype(dtype)
     _, want = _run(x, wt, b, p, groups, "im2col", gy)
     md.set_tf32(tf32)
     try:

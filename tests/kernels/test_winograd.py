@@ -166,6 +166,29 @@ def test_float32_error_is_within_the_stated_bound():
         assert np.abs(y - exact).max() / np.abs(exact).max() < 1e-4
 
 
+def test_5x5_stacking_is_adjoint_and_a_convolution():
+    """The 5x5 path: crops and sub-kernels stacked as channels give the direct 5x5 result; each unstack
+    is the adjoint of its stack (<stack(x), g> = <x, unstack(g)>), which makes backward right."""
+    rng = np.random.default_rng(7)
+    for (n, c, h, w, k, padding, groups) in [(2, 4, 7, 8, 2, (2, 2), 2), (1, 3, 5, 6, 3, (0, 1), 1), (1, 2, 3, 3, 2, (3, 2), 1)]:
+        x, wt = rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c // groups, 5, 5))
+        x4, w4 = wg._as_3x3(np, x, wt, padding, groups)
+        oh, ow = wg.output_size(x.shape, wt.shape, padding)
+        assert x4.shape == (n, 4 * c, oh + 2, ow + 2) and w4.shape == (k, 4 * c // groups, 3, 3)
+        xp = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+        want = np.zeros((n, k, oh, ow))
+        for kk, u, v in itertools.product(range(k), range(5), range(5)):
+            g = kk // (k // groups)
+            cg = c // groups
+            want[:, kk] += np.einsum("nchw,c->nhw", xp[:, g * cg:(g + 1) * cg, u:u + oh, v:v + ow], wt[kk, :, u, v])
+        np.testing.assert_allclose(_direct(x4, w4, None, 0, 0, groups), want, rtol=1e-12, atol=1e-12)
+        g4 = rng.standard_normal(x4.shape)
+        gx = wg._unstack_crops(np, g4, x.shape, padding, groups)
+        assert np.isclose((x4 * g4).sum(), (x * gx).sum(), rtol=1e-12)
+        gw4 = rng.standard_normal(w4.shape)
+        assert np.isclose((w4 * gw4).sum(), (wt * wg._unstack_weights(np, gw4)).sum(), rtol=1e-12)
+
+
 def test_tile_choice_and_auto_rule():
     assert wg.best_tile(32, 32) == 4 and wg.best_tile(13, 13) == 4 and wg.best_tile(2, 2) == 2
     assert wg.best_tile(3, 3) == 4 and wg.best_tile(6, 6) == 2 and wg.best_tile(7, 7) == 4
@@ -181,7 +204,15 @@ def test_tile_choice_and_auto_rule():
     assert wg.auto_choice((n, c, h - 1, h - 1), (c, c, 3, 3), (1, 1), (1, 1), 1, f32) is None  # too few pixels
     assert wg.auto_choice((n, 2 * c, h, h), (2 * c, c, 3, 3), (1, 1), (1, 1), 2, f32) is not None  # c per group
     assert wg.auto_choice((n, 2 * c, h, h), (2 * c, c // 2, 3, 3), (1, 1), (1, 1), 4, f32) is None
-    assert wg.auto_choice((n, c, h, h), (c, c, 5, 5), (1, 1), (2, 2), 1, f32) is None
+    assert wg.auto_choice((n, c, h, h), (c, c, 5, 5), (1, 1), (2, 2), 1, f32) is None   # 5x5: too few outputs
+    k5, h5 = wg.AUTO_5X5_MIN_OUT_CHANNELS, math.isqrt(wg.AUTO_5X5_MIN_PIXELS - 1) + 1
+    n5 = -(-wg.AUTO_MIN_TILES // math.prod(wg.tiles(h5, h5, wg.best_tile(h5, h5))))
+    big5 = ((n5, c, h5, h5), (k5, c, 5, 5))
+    assert wg.auto_choice(*big5, (1, 1), (2, 2), 1, f32) == wg.best_tile(h5, h5)
+    assert wg.auto_choice(*big5, (1, 1), (1, 1), 1, f32) is None                # 5x5: too few pixels
+    assert wg.auto_choice((n5, c, h5, h5), (k5 // 2, c, 5, 5), (1, 1), (2, 2), 1, f32) is None
+    assert wg.auto_choice((n5, 2 * c, h5, h5), (k5, c, 5, 5), (1, 1), (2, 2), 2, f32) is None  # per group
+    assert wg.choose("winograd", *big5, (1, 1), (2, 2), 1, f32) == wg.best_tile(h5, h5)
     assert wg.choose("auto", *big, (1, 1), (1, 1), 1, f32, gpu=True) is None
     assert wg.choose("im2col", *big, (1, 1), (1, 1), 1, f32) is None
     assert wg.choose("winograd", *big, (1, 1), (1, 1), 1, np.float64) == wg.best_tile(h, h)

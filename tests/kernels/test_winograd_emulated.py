@@ -85,7 +85,7 @@ def _ctype_arg(a):
 
 def _fake_cupy(lib, launches):
     cp = types.ModuleType("cupy")
-    for name in ("empty", "zeros", "asarray", "ascontiguousarray", "matmul"):
+    for name in ("empty", "zeros", "asarray", "ascontiguousarray", "matmul", "stack"):
         setattr(cp, name, getattr(np, name))
 
     class RawModule:
@@ -152,6 +152,22 @@ def test_emulated_cuda_equals_reference(emulated, shape, m, dtype):
     for name, a, r in zip(("gx", "gw", "gb"), got, wg.reference_backward(x, wt, gy, ph, pw, m, groups)):
         np.testing.assert_allclose(a, r, err_msg=name, **_tol(dtype))
     assert set(emulated) == set(wtr.CUDA_KERNELS)   # every transform ran on the emulated CUDA side
+
+
+@pytest.mark.parametrize("m", wg.TILES)
+def test_emulated_cuda_5x5_equals_the_reference(emulated, m):
+    """The 5x5 path (stacking by array ops, then the 3x3 driver) on the emulated CUDA transforms."""
+    rng = np.random.default_rng(2)
+    x, wt, b = rng.standard_normal((2, 4, 7, 6)), rng.standard_normal((2, 2, 5, 5)), rng.standard_normal(2)
+    gy = rng.standard_normal((2, 2, 7, 6))
+    got = [wg.forward(x, wt, b, (2, 2), 2, m)] + list(wg.backward(x, wt, gy, (2, 2), 2, m))
+    assert set(emulated) == set(wtr.CUDA_KERNELS)
+    x4, w4 = wg._as_3x3(np, x, wt, (2, 2), 2)
+    gx4, gw4, gb = wg.reference_backward(x4, w4, gy, 0, 0, m, 2)
+    want = [wg.reference_forward(x4, w4, b, 0, 0, m, 2), wg._unstack_crops(np, gx4, x.shape, (2, 2), 2),
+            wg._unstack_weights(np, gw4), gb]
+    for name, a, r in zip(("y", "gx", "gw", "gb"), got, want):
+        np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12, err_msg=name)
 
 
 def test_grad_input_writes_every_element(emulated):
