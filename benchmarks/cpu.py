@@ -3,6 +3,7 @@
     python3 benchmarks/cpu.py [--repeat 7] [--only conv|train] [--threads N]
     python3 benchmarks/cpu.py --rows winograd [--repeat 7]    # 3x3 + wide 5x5 rows + VGG-style step, < 4 min
     python3 benchmarks/cpu.py --rows sweep                    # Winograd vs im2col: the auto rule, < 2 min
+    python3 benchmarks/cpu.py --rows sweep5                   # the same for 5x5 kernels, < 3 min
 
 Rows: conv2d forward+backward (all three gradients) at four ImageNet-era shapes, and one SGD step
 (batch 128) of the cuda-convnet CIFAR-10 net: conv5x5-64 p2, ReLU, max-pool 3/2 ceil, LRN(9),
@@ -54,7 +55,7 @@ WINOGRAD_ROWS = ([row for row in CONV_ROWS if row[4] == 3 or row[1] >= 64]
 
 
 # ---- the three libraries, each returning a zero-argument callable that does one unit of work ------
-def minidl_conv(x, w, b, pad, algorithm="auto"):
+def minidl_conv(x, w, b, pad, algorithm="auto", groups=1):
     X, W, B = (md.tensor(a, requires_grad=True) for a in (x, w, b))
     gy = None
 
@@ -62,7 +63,7 @@ def minidl_conv(x, w, b, pad, algorithm="auto"):
         nonlocal gy
         for t in (X, W, B):
             t.grad = None
-        y = F.conv2d(X, W, B, 1, pad, algorithm=algorithm)
+        y = F.conv2d(X, W, B, 1, pad, groups, algorithm=algorithm)
         gy = np.ones(y.shape, dtype=np.float32) if gy is None else gy
         y.backward(gy)
     return run
@@ -305,6 +306,27 @@ def sweep_rows(repeat):
         print(f"C=K={c:<3} " + "  ".join(cells), flush=True)
 
 
+# (N, C, H, K, groups) with padding 2: the 5x5 shapes behind auto's 5x5 rule
+SWEEP_5X5 = [(32, 96, 27, 256, 1), (32, 128, 27, 256, 1), (16, 192, 27, 256, 1), (8, 128, 56, 128, 1),
+             (32, 96, 27, 128, 1), (16, 256, 13, 256, 1), (32, 96, 27, 256, 2), (128, 32, 32, 32, 1),
+             (128, 32, 16, 64, 1), (128, 32, 8, 64, 1)]
+
+
+def sweep_5x5_rows(repeat):
+    """Winograd (four 3x3 sub-kernels) / im2col time of one 5x5 conv forward+backward (auto's 5x5 rule)."""
+    rng = np.random.default_rng(0)
+    print("5x5 conv, padding 2, fwd + bwd: winograd/im2col (median of ratios)")
+    for n, c, h, k, groups in SWEEP_5X5:
+        x = rng.standard_normal((n, c, h, h)).astype(np.float32)
+        w = (rng.standard_normal((k, c // groups, 5, 5)) * 0.05).astype(np.float32)
+        b = np.zeros(k, np.float32)
+        runs = {"winograd": minidl_conv(x, w, b, 2, "winograd", groups),
+                "im2col": minidl_conv(x, w, b, 2, "im2col", groups)}
+        ms, ratio = ratios_alternating(runs, repeat, "im2col")
+        print(f"N{n} C{c} {h}x{h} K{k} groups {groups}: winograd {ms['winograd']:.1f} ms, im2col {ms['im2col']:.1f} ms, "
+              f"ratio {ratio['winograd']:.2f}", flush=True)
+
+
 def report(label, medians):
     ms = {k: v * 1e3 for k, v in medians.items()}
     cells = "  ".join(f"{name} {v:8.1f} ms" for name, v in ms.items())
@@ -327,8 +349,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--only", choices=["conv", "train"])
-    parser.add_argument("--rows", choices=["all", "winograd", "sweep"], default="all",
-                        help="winograd: 3x3 rows + VGG-style step with Winograd/im2col/PyTorch; sweep: the auto rule")
+    parser.add_argument("--rows", choices=["all", "winograd", "sweep", "sweep5"], default="all",
+                        help="winograd: 3x3 and wide 5x5 rows + VGG-style step with Winograd/im2col/PyTorch; sweep, sweep5: the auto rule (3x3, 5x5)")
     parser.add_argument("--threads", type=int, help="threads for BLAS, Numba and PyTorch (default: all cores)")
     args = parser.parse_args()
     libs = available_libraries()
@@ -352,6 +374,8 @@ def main():
         winograd_rows(args.repeat, "pytorch" in libs)
     elif args.rows == "sweep":
         sweep_rows(args.repeat)
+    elif args.rows == "sweep5":
+        sweep_5x5_rows(args.repeat)
     if args.rows != "all":
         print(f"load average at end {os.getloadavg()[0]:.2f}")
         return

@@ -156,11 +156,12 @@ AUTO_MIN_CHANNELS = 64
 AUTO_MIN_PIXELS = 144
 AUTO_MIN_TILES = 512
 # 5x5 kernels run as a 3x3 convolution of 4x the input channels (below): the GEMMs shrink 2.8x, but
-# 4x the input is transformed. Measured fwd + bwd against im2col (2026-12-02, same EPYC; N, C, H, K):
-# 0.84-0.92x at 27x27 with K = 256 (32x96, 32x128, 16x192), 0.75x at 56x56 (8x128, K 128), but
-# 1.05x at 27x27 with K = 128, 1.43x at 13x13 (16x256 -> 256), 1.10x grouped (AlexNet's conv2, 48
-# channels per group) and 1.1-2.0x at 32 channels. So for 5x5, also >= 256 output channels per group
-# and >= 24x24 output pixels (the 56x56, K = 128 win is left to an explicit algorithm="winograd").
+# 4x the input is transformed. Winograd / im2col, fwd + bwd (`cpu.py --rows sweep5`, 2026-12-02, same
+# EPYC; N, C, H, K): 0.81-0.90x at 27x27 with K = 256 (32x96, 32x128, 16x192), 0.76-0.86x at 56x56
+# (8x128, K 128), but 0.94-1.05x at 27x27 with K = 128, 1.26-1.51x at 13x13 (16x256 -> 256),
+# 0.99-1.13x grouped (AlexNet's conv2, 48 channels per group) and 0.88-3.2x at 32 channels. So for
+# 5x5, also >= 256 output channels per group and >= 24x24 output pixels (the 56x56, K = 128 win is
+# left to an explicit algorithm="winograd").
 AUTO_5X5_MIN_OUT_CHANNELS = 256
 AUTO_5X5_MIN_PIXELS = 576
 # On the GPU "auto" keeps im2col until a lent GPU has measured the CUDA transforms (benchmarks/gpu.py
