@@ -46,7 +46,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from minidl.kernels import _numba, winograd_transforms, workspace
+from minidl.kernels import _numba, blas, winograd_transforms, workspace
 from minidl.kernels.winograd_transforms import _CpuTransforms, _gpu_transforms
 
 # ==== the matrices, derived by Toom-Cook from interpolation points ====================================
@@ -376,7 +376,7 @@ def forward(x, w, b, padding, groups=1, m=4):
         t = (n1 - n0) * th * tw
         (v, mm), _ = workspace.arena(xp, [((a2, C, t), x.dtype), ((a2, K, t), x.dtype)])
         tf.input(x[n0:n1], ph, pw, th, tw, m, v)
-        xp.matmul(u, v.reshape(a2, G, C // G, t), out=mm.reshape(a2, G, K // G, t))
+        blas.matmul(u, v.reshape(a2, G, C // G, t), out=mm.reshape(a2, G, K // G, t))
         tf.output(mm, b, th, tw, m, y[n0:n1])
     return y
 
@@ -409,12 +409,9 @@ def backward(x, w, gy, padding, groups=1, m=4, need_gx=True, need_gw=True, need_
             if need_gw:
                 tf.input(x[n0:n1], ph, pw, th, tw, m, v)   # recomputed: cheaper than keeping V alive
                 vt = v.reshape(a2, G, Cg, t).transpose(0, 1, 3, 2)
-                if n0 == 0:  # the first chunk writes MW, the others add to it
-                    xp.matmul(q4, vt, out=mw)
-                else:
-                    mw += xp.matmul(q4, vt)
+                blas.matmul(q4, vt, out=mw, accumulate=n0 > 0)  # the first chunk writes MW, the others add to it
             if need_gx:
-                xp.matmul(u.transpose(0, 1, 3, 2), q4, out=z.reshape(a2, G, Cg, t))
+                blas.matmul(u.transpose(0, 1, 3, 2), q4, out=z.reshape(a2, G, Cg, t))
                 tf.grad_input(z, ph, pw, th, tw, m, gx[n0:n1])
     gw = None
     if need_gw:

@@ -17,10 +17,10 @@ TILES = (2, 4)  # the tile sizes m of F(m x m, 3 x 3) compiled for the GPU (wino
 # The 1-D transforms are B^T, A^T, A and B of the matrices above with the zeros and ones written
 # out (the tests check them against ``matrices``): the transforms cost about as much as the GEMMs
 # they feed, so generic 6x6 products were not an option.
-# Each 2-D transform L X R^T runs as two passes of a 1-D transform, each vectorised over the tiles
-# of a tile row: pass 1 along w (one row of every tile of the row at once), pass 2 along h. The
-# inner loops then run over tx without branches (padding is copied in first), which LLVM
-# vectorises: 2-3x faster than one whole tile at a time (measured single-threaded, input transform).
+# Each 2-D transform L X R^T runs as two passes of a 1-D transform, each vectorised over many tiles
+# at once (pass 1 along w, pass 2 along h; see the tile order below). The inner loops then run
+# without branches (padding is copied in first), which LLVM vectorises: 2-3x faster than one whole
+# tile at a time, and the longer the runs the better.
 # _vec applies the 1-D transform ``kind`` (0: B^T, 1: A^T, 2: A, 3: B) to n vectors, flat indices:
 #   input k of vector t at src[sb + so[k] + t*st], output j at dst[db + do[j] + t*dt]
 # (so, do: 6 offsets each, of which the transform reads its first alpha or m; ``_even`` and
@@ -106,181 +106,223 @@ def _vec(kind, m, src, sb, so, st, dst, db, do, dt, n):
             dst[o + d3_] = s3
 
 
-# Scratch: each worker thread allocates its padded plane and pass buffers once and reuses them for
-# all its planes (the zero padding of the input planes is written once: later planes overwrite the
-# same interior). Planes go channel by channel (p = c*N + n): the planes of one channel fill
-# adjacent runs of each row of V (or read them, for M and Z), so a worker's writes stream through
-# memory instead of hopping between 36 rows per plane; 1.3-2x faster than image by image.
-# Every loop indexes flat arrays with unsigned integers (see _vec).
+# Tile order on the CPU: q = (ty*tw + tx)*n + i for image i of a chunk of n images (the GPU kernels
+# use (i*th + ty)*tw + tx; the GEMMs do not care, as long as a device's four transforms agree). With
+# the image innermost, every pass of a transform runs over one channel's tiles of the whole chunk as
+# a few long unit-stride vectors: over a tile row of one image (tw = 4-8 tiles at 16x16-32x32
+# inputs) the calls were short, most of each AVX-512 loop fell into its scalar remainder, and the
+# transforms took longer than the GEMMs they feed. The price is a transpose per channel between the
+# image-outermost arrays and the image-innermost scratch; measured (single thread, 64 channels, 32x32,
+# ns per tile and channel) the input transform went 48 -> 22 (pass 1 alone 12 -> 2 as one call
+# instead of one per row; the transpose 18 -> 8 with its scattered offsets from a table, as an
+# integer division by a run-time m or the index arithmetic cost more than the load and store).
+# Each worker thread handles whole channels (planes never share outputs: no atomics) and allocates
+# its scratch once; the zero padding of its buffers is written once, later channels overwrite only
+# the interior. Every loop indexes flat arrays with unsigned integers (see _vec).
+
+_IB = u64(8)  # the transposes go 8 images at a time, so that the scratch lines they fill stay in L1
+
 
 @njit(cache=True, inline="always")
-def _input_plane(x, p, ph, pw, th, tw, m, v, pad, rows):
-    """V[:, c, q] = B^T d B for every tile of plane p = c*N + n of x.
+def _input_channel(x, c, ph, pw, th, tw, m, v, pad, rows, off):
+    """V[:, c, :] = B^T d B for every tile of channel c of the chunk x (n, C, H, W).
 
-    pad (hp, m, tw + 1): the padded plane with its columns split by phase, pad[r, f, j] = column
-    j*m + f, so that tile tx's input k, column tx*m + k, sits at (k % m, tx + k // m): pass 1 then
-    reads unit-stride runs (a stride-m read, one column per tile, vectorised poorly).
-    rows (alpha, hp, tw): pass 1's output.
+    pad (m*P + n,), P = hp*(tw + 1)*n: channel c zero-padded, its columns split by phase, the image
+    innermost: pad[f*P + (r*(tw + 1) + j)*n + i] = padded x[i, c, r, j*m + f]. Input k of tile
+    (ty, tx) along w is then at phase k % m, block tx + k // m: for fixed k, linear over all
+    (r, tx, i), so pass 1 is one call, computing a junk tile column tx = tw that pass 2 skips (and
+    reading up to n past the end, hence the slack). rows (alpha*P,): pass 1's output, as pad.
+    off (W,): pad offset of each column of x.
     """
     N, C, H, W = x.shape
     a = m + 2
-    c, n = p // N, p % N
     hp, L = th * m + 2, tw + 1
-    T = v.shape[2]
-    xf, pf, rf, vf = x.reshape(-1), pad.reshape(-1), rows.reshape(-1), v.reshape(-1)
-    um = u64(m)
-    for h in range(max(0, -ph), min(H, hp - ph)):
-        xb = u64(((n * C + c) * H + h) * W)
-        for f in range(m):
-            j0, j1 = max(0, -((f - pw) // m)), min(L, (W + pw - f + m - 1) // m)
-            pb, xo = u64(((h + ph) * m + f) * L + j0), xb + u64(j0 * m + f - pw)
-            for j in range(u64(max(0, j1 - j0))):
-                pf[pb + j] = xf[xo + j * um]
-    for r in range(hp):   # B^T along w: rows[j, r, tx]
-        _vec(0, m, pf, r * m * L, _split(m, 1, L), 1, rf, r * tw, _even(hp * tw), 1, tw)
-    for ty in range(th):  # then B^T along h: V[i*a + j]
-        q = n * th * tw + ty * tw
+    T, P = v.shape[2], hp * L * N
+    run = tw * N                        # one tile row of every image
+    xf, vf = x.reshape(-1), v.reshape(-1)
+    uN, uHW, urow = u64(N), u64(H * W), u64(L * N)
+    w1 = u64(min(W, L * m - pw))
+    for i0 in range(u64(0), uN, _IB):   # transpose in: read rows of x, write image-innermost
+        for h in range(min(H, hp - ph)):
+            rb = u64(h + ph) * urow
+            for i in range(i0, min(uN, i0 + _IB)):
+                xb, db = (i * u64(C) + u64(c)) * uHW + u64(h * W), rb + i
+                for w in range(w1):
+                    pad[db + off[w]] = xf[xb + w]
+    _vec(0, m, pad, 0, _split(m, N, P), 1, rows, 0, _even(P), 1, P)   # B^T along w
+    for ty in range(th):  # then B^T along h: V[i*a + j, c, ty*run:]
         for j in range(a):
-            _vec(0, m, rf, (j * hp + ty * m) * tw, _even(tw), 1, vf, (j * C + c) * T + q, _even(a * C * T), 1, tw)
+            _vec(0, m, rows, j * P + ty * m * L * N, _even(L * N), 1, vf, (j * C + c) * T + ty * run,
+                 _even(a * C * T), 1, run)
 
 
 @njit(cache=True, inline="always")
-def _output_plane(mm, b, p, th, tw, m, y, rows, out):
-    """y[n, k] = A^T M A per tile, cropped, plus b[k], for plane p = k*N + n.
+def _pixel_offsets(n, m, phase, block):
+    """(n,): offset of pixel w = 0..n-1 of a row in an array split by phase: (w % m)*phase + (w // m)*block."""
+    sh, lo = _shift(m), u64(m - 1)
+    off = np.empty(n, dtype=np.uint64)
+    for w in range(u64(n)):
+        off[w] = (w & lo) * u64(phase) + (w >> sh) * u64(block)
+    return off
 
-    rows (alpha, m, tw): A^T along w of one tile row; out (th*m, m, tw): out[ty*m + y, x, tx].
+
+@njit(cache=True, inline="always")
+def _output_channel(mm, b, k, th, tw, m, y, rows, out, off):
+    """y[:, k] = A^T M A per tile, cropped, plus b[k], for output channel k of the chunk y (n, K, oh, ow).
+
+    rows (alpha, m, T): A^T along w; out (m, m, T): out[yy, xx, q], the tiles' pixels;
+    off (ow,): offset in out of each output column (xx = w % m, tx = w // m).
     """
     N, K, oh, ow = y.shape
     a = m + 2
-    k, n = p // N, p % N
     T = mm.shape[2]
     mf, rf, of, yf = mm.reshape(-1), rows.reshape(-1), out.reshape(-1), y.reshape(-1)
+    for i in range(a):
+        _vec(1, m, mf, (i * a * K + k) * T, _even(K * T), 1, rf, i * m * T, _even(T), 1, T)
+    for xx in range(m):
+        _vec(1, m, rf, xx * T, _even(m * T), 1, of, xx * T, _even(m * T), 1, T)
     bias = b[k] if b.shape[0] > 0 else y.dtype.type(0)  # an int 0 would make the sum float64
-    for ty in range(th):
-        q = n * th * tw + ty * tw
-        for i in range(a):
-            _vec(1, m, mf, (i * a * K + k) * T + q, _even(K * T), 1, rf, i * m * tw, _even(tw), 1, tw)
-        for xx in range(m):
-            _vec(1, m, rf, xx * tw, _even(m * tw), 1, of, (ty * m * m + xx) * tw, _even(m * tw), 1, tw)
-    um, utw = u64(m), u64(tw)
-    for yy in range(oh):
-        yb, ob = u64(((n * K + k) * oh + yy) * ow), u64(yy * m * tw)
-        full = u64(ow // m)
-        for tx in range(full):
-            for xx in range(um):
-                yf[yb + tx * um + xx] = of[ob + xx * utw + tx] + bias
-        for xx in range(u64(ow % m)):
-            yf[yb + full * um + xx] = of[ob + xx * utw + full] + bias
+    sh, lo, uN, uT, uow = _shift(m), u64(m - 1), u64(N), u64(T), u64(ow)
+    rstep = u64(m) * uT
+    for i0 in range(u64(0), uN, _IB):   # transpose out, cropped to (oh, ow)
+        for h in range(u64(oh)):
+            for i in range(i0, min(uN, i0 + _IB)):
+                yb = ((i * u64(K) + u64(k)) * u64(oh) + h) * uow
+                ob = (h & lo) * rstep + (h >> sh) * u64(tw) * uN + i
+                for w in range(uow):
+                    yf[yb + w] = of[ob + off[w]] + bias
 
 
 @njit(cache=True, inline="always")
-def _grad_output_plane(gy, p, th, tw, m, qq, pad, rows):
-    """Q[:, k, q] = A gy A^T per tile (gy zero past the output edge), for plane p = k*N + n.
+def _grad_output_channel(gy, k, th, tw, m, qq, pad, rows, off):
+    """Q[:, k, :] = A gy A^T per tile (gy zero past the output edge), for channel k of the chunk gy.
 
-    pad (th*m, tw*m): gy, zero past its edge (its tiles do not overlap: the strided reads of pass 1
-    cost less here than splitting the columns by phase); rows (alpha, th*m, tw): pass 1's output.
+    pad (m, m, T): gy's tile pixels, pad[yy, xx, q] (zero past the edge); rows (m, alpha, T);
+    off (ow,): as in _output_channel.
     """
     N, K, oh, ow = gy.shape
     a = m + 2
-    k, n = p // N, p % N
     T = qq.shape[2]
-    hp = th * m
     gf, pf, rf, qf = gy.reshape(-1), pad.reshape(-1), rows.reshape(-1), qq.reshape(-1)
-    uow, uwp = u64(ow), u64(tw * m)
-    for r in range(oh):
-        gb, pb = u64(((n * K + k) * oh + r) * ow), u64(r) * uwp
-        for xx in range(uow):
-            pf[pb + xx] = gf[gb + xx]
-    for r in range(hp):
-        _vec(2, m, pf, r * tw * m, _even(1), m, rf, r * tw, _even(hp * tw), 1, tw)
-    for ty in range(th):
-        q = n * th * tw + ty * tw
-        for j in range(a):
-            _vec(2, m, rf, (j * hp + ty * m) * tw, _even(tw), 1, qf, (j * K + k) * T + q, _even(a * K * T), 1, tw)
+    sh, lo, uN, uT, uow = _shift(m), u64(m - 1), u64(N), u64(T), u64(ow)
+    rstep = u64(m) * uT
+    for i0 in range(u64(0), uN, _IB):   # transpose in
+        for h in range(u64(oh)):
+            for i in range(i0, min(uN, i0 + _IB)):
+                gb = ((i * u64(K) + u64(k)) * u64(oh) + h) * uow
+                pb = (h & lo) * rstep + (h >> sh) * u64(tw) * uN + i
+                for w in range(uow):
+                    pf[pb + off[w]] = gf[gb + w]
+    for yy in range(m):   # A along w: rows[yy, j]
+        _vec(2, m, pf, yy * m * T, _even(T), 1, rf, yy * a * T, _even(T), 1, T)
+    for j in range(a):    # then along h: Q[i*a + j, k]
+        _vec(2, m, rf, j * T, _even(a * T), 1, qf, (j * K + k) * T, _even(a * K * T), 1, T)
 
 
 @njit(cache=True, inline="always")
-def _grad_input_plane(z, p, ph, pw, th, tw, m, gx, pad, rows, out):
-    """gx[n, c] = sum over tiles of B Z B^T at the tile's place (padding dropped), plane p = c*N + n.
+def _grad_input_channel(z, c, ph, pw, th, tw, m, gx, pad, rows, out, off):
+    """gx[:, c] = sum over tiles of B Z B^T at the tile's place (padding dropped), channel c of the chunk.
 
-    pad (th*m + 2, tw*m + 2): gx with its padding, tiles summed in; rows, out (alpha, alpha, tw):
-    B along w of one tile row, then the tiles, out[p, r, tx].
+    rows (alpha, alpha, T): B along w. out (alpha, alpha, Q), Q = th*(tw + 1)*n: then along h,
+    out[r, s] tile (ty, tx)'s gradient at pixel (r, s), at (ty*(tw + 1) + tx)*n + i (the column
+    tx = tw stays zero). pad (m, m, th + 1, tw + 1, n) + slack: the padded channel split by phase
+    along both axes, the image innermost; pixel (r, s) of every tile is then one linear run of it,
+    so the overlapping tiles are summed in alpha^2 calls. off (W,): pad offset of each column of gx.
     """
     N, C, H, W = gx.shape
     a = m + 2
-    c, n = p // N, p % N
     T = z.shape[2]
-    hp, wp = th * m + 2, tw * m + 2
-    zf, pf, rf, of, gf = z.reshape(-1), pad.reshape(-1), rows.reshape(-1), out.reshape(-1), gx.reshape(-1)
-    pad[:] = 0
-    um, utw = u64(m), u64(tw)
+    hp, L = th * m + 2, tw + 1
+    run, LN = tw * N, L * N
+    Q, S = th * LN, (th + 1) * LN       # out's and pad's run per pixel
+    zf, gf = z.reshape(-1), gx.reshape(-1)
+    for i in range(a):
+        _vec(3, m, zf, (i * a * C + c) * T, _even(C * T), 1, rows, i * a * T, _even(T), 1, T)
     for ty in range(th):
-        q = n * th * tw + ty * tw
-        for i in range(a):
-            _vec(3, m, zf, (i * a * C + c) * T + q, _even(C * T), 1, rf, i * a * tw, _even(tw), 1, tw)
-        for r in range(a):
-            _vec(3, m, rf, r * tw, _even(a * tw), 1, of, r * tw, _even(a * tw), 1, tw)
-        for pp in range(a):
-            pb = u64((ty * m + pp) * wp)
-            for r in range(a):
-                ob = u64((pp * a + r) * tw)
-                for tx in range(utw):
-                    pf[pb + tx * um + u64(r)] += of[ob + tx]
+        for s in range(a):
+            _vec(3, m, rows, s * T + ty * run, _even(a * T), 1, out, s * Q + ty * LN, _even(a * Q), 1, run)
+    pad[:] = 0
+    uQ = u64(Q)
+    for r in range(a):    # the tiles summed, pixel by pixel: (r, s) sits at phase (r % m, s % m), block + (r // m, s // m)
+        for s in range(a):
+            pb = u64((((r % m) * m + s % m) * (th + 1) + r // m) * LN + (s // m) * N)
+            ob = u64((r * a + s) * Q)
+            for t in range(uQ):
+                pad[pb + t] += out[ob + t]
     zero = gx.dtype.type(0)
-    for h in range(H):
-        gb = u64(((n * C + c) * H + h) * W)
-        hh = h + ph
-        if hh >= hp:
-            for w in range(u64(W)):
-                gf[gb + w] = zero
-            continue
-        pb = u64(hh * wp + pw)
-        w1 = u64(min(W, wp - pw))
-        for w in range(w1):
-            gf[gb + w] = pf[pb + w]
-        for w in range(w1, u64(W)):
-            gf[gb + w] = zero
-
-
-# One worker per thread: numba.prange over ``workers`` contiguous ranges of planes. Planes never
-# share outputs, so no atomics. Small calls run serially (the _ser kernels): waking the thread pool
-# costs more than they do (as in cpu.py).
-@njit(cache=True, inline="always")
-def _input_range(x, ph, pw, th, tw, m, v, p0, p1):
-    pad = np.zeros((th * m + 2, m, tw + 1), dtype=v.dtype)
-    rows = np.empty((m + 2, th * m + 2, tw), dtype=v.dtype)
-    for p in range(p0, p1):
-        _input_plane(x, p, ph, pw, th, tw, m, v, pad, rows)
+    sh, lo, uN, uW, uLN = _shift(m), u64(m - 1), u64(N), u64(W), u64(LN)
+    w1 = u64(min(W, tw * m + 2 - pw))
+    for i0 in range(u64(0), uN, _IB):   # transpose out, padding dropped
+        for h in range(H):
+            row = u64(h + ph)
+            rb = ((row & lo) * u64(m * (th + 1)) + (row >> sh)) * uLN
+            for i in range(i0, min(uN, i0 + _IB)):
+                gb = ((i * u64(C) + u64(c)) * u64(H) + u64(h)) * uW
+                if h + ph >= hp:
+                    for w in range(uW):
+                        gf[gb + w] = zero
+                    continue
+                for w in range(w1):
+                    gf[gb + w] = pad[rb + off[w] + i]
+                for w in range(w1, uW):
+                    gf[gb + w] = zero
 
 
 @njit(cache=True, inline="always")
-def _output_range(mm, b, th, tw, m, y, p0, p1):
-    rows = np.empty((m + 2, m, tw), dtype=mm.dtype)
-    out = np.empty((th * m, m, tw), dtype=mm.dtype)
-    for p in range(p0, p1):
-        _output_plane(mm, b, p, th, tw, m, y, rows, out)
+def _shift(m):
+    """log2(m) for the tile sizes here (2, 4): k // m and k % m as a shift and a mask (an integer
+    division by a run-time m in the transposes' inner loops cost more than the rest of a transform)."""
+    return u64(1) if m == 2 else u64(2)
+
+
+# One worker per thread: numba.prange over ``workers`` contiguous ranges of channels. Small calls run
+# serially (the _ser kernels): waking the thread pool costs more than they do (as in cpu.py).
+@njit(cache=True, inline="always")
+def _input_range(x, ph, pw, th, tw, m, v, c0, c1):
+    N, W = x.shape[0], x.shape[3]
+    P = (th * m + 2) * (tw + 1) * N
+    pad = np.zeros(m * P + N, dtype=v.dtype)
+    rows = np.empty((m + 2) * P, dtype=v.dtype)
+    off = _pixel_offsets(min(W, (tw + 1) * m - pw) + pw, m, P, N)[pw:]  # column w + pw of the padded plane
+    for c in range(c0, c1):
+        _input_channel(x, c, ph, pw, th, tw, m, v, pad, rows, off)
 
 
 @njit(cache=True, inline="always")
-def _grad_output_range(gy, th, tw, m, qq, p0, p1):
-    pad = np.zeros((th * m, tw * m), dtype=qq.dtype)
-    rows = np.empty((m + 2, th * m, tw), dtype=qq.dtype)
-    for p in range(p0, p1):
-        _grad_output_plane(gy, p, th, tw, m, qq, pad, rows)
+def _output_range(mm, b, th, tw, m, y, k0, k1):
+    T = mm.shape[2]
+    rows = np.empty((m + 2, m, T), dtype=mm.dtype)
+    out = np.empty((m, m, T), dtype=mm.dtype)
+    off = _pixel_offsets(y.shape[3], m, T, y.shape[0])
+    for k in range(k0, k1):
+        _output_channel(mm, b, k, th, tw, m, y, rows, out, off)
 
 
 @njit(cache=True, inline="always")
-def _grad_input_range(z, ph, pw, th, tw, m, gx, p0, p1):
-    pad = np.empty((th * m + 2, tw * m + 2), dtype=z.dtype)
-    rows = np.empty((m + 2, m + 2, tw), dtype=z.dtype)
-    out = np.empty((m + 2, m + 2, tw), dtype=z.dtype)
-    for p in range(p0, p1):
-        _grad_input_plane(z, p, ph, pw, th, tw, m, gx, pad, rows, out)
+def _grad_output_range(gy, th, tw, m, qq, k0, k1):
+    T = qq.shape[2]
+    pad = np.zeros((m, m, T), dtype=qq.dtype)
+    rows = np.empty((m, m + 2, T), dtype=qq.dtype)
+    off = _pixel_offsets(gy.shape[3], m, T, gy.shape[0])
+    for k in range(k0, k1):
+        _grad_output_channel(gy, k, th, tw, m, qq, pad, rows, off)
+
+
+@njit(cache=True, inline="always")
+def _grad_input_range(z, ph, pw, th, tw, m, gx, c0, c1):
+    N, W, T = gx.shape[0], gx.shape[3], z.shape[2]
+    a, LN = m + 2, (tw + 1) * N
+    pad = np.empty(m * m * (th + 1) * LN + N, dtype=z.dtype)
+    rows = np.empty(a * a * T, dtype=z.dtype)
+    out = np.zeros(a * a * th * LN, dtype=z.dtype)   # its junk column is never written: zero once
+    off = _pixel_offsets(min(W, tw * m + 2 - pw) + pw, m, (th + 1) * LN, N)[pw:]
+    for c in range(c0, c1):
+        _grad_input_channel(z, c, ph, pw, th, tw, m, gx, pad, rows, out, off)
 
 
 @njit(cache=True, parallel=True)
 def _input_par(x, ph, pw, th, tw, m, v, workers):
-    P = x.shape[0] * x.shape[1]
+    P = x.shape[1]
     per = -(-P // workers)
     for wk in prange(workers):
         _input_range(x, ph, pw, th, tw, m, v, wk * per, min(P, (wk + 1) * per))
@@ -288,12 +330,12 @@ def _input_par(x, ph, pw, th, tw, m, v, workers):
 
 @njit(cache=True)
 def _input_ser(x, ph, pw, th, tw, m, v):
-    _input_range(x, ph, pw, th, tw, m, v, 0, x.shape[0] * x.shape[1])
+    _input_range(x, ph, pw, th, tw, m, v, 0, x.shape[1])
 
 
 @njit(cache=True, parallel=True)
 def _output_par(mm, b, th, tw, m, y, workers):
-    P = y.shape[0] * y.shape[1]
+    P = y.shape[1]
     per = -(-P // workers)
     for wk in prange(workers):
         _output_range(mm, b, th, tw, m, y, wk * per, min(P, (wk + 1) * per))
@@ -301,12 +343,12 @@ def _output_par(mm, b, th, tw, m, y, workers):
 
 @njit(cache=True)
 def _output_ser(mm, b, th, tw, m, y):
-    _output_range(mm, b, th, tw, m, y, 0, y.shape[0] * y.shape[1])
+    _output_range(mm, b, th, tw, m, y, 0, y.shape[1])
 
 
 @njit(cache=True, parallel=True)
 def _grad_output_par(gy, th, tw, m, qq, workers):
-    P = gy.shape[0] * gy.shape[1]
+    P = gy.shape[1]
     per = -(-P // workers)
     for wk in prange(workers):
         _grad_output_range(gy, th, tw, m, qq, wk * per, min(P, (wk + 1) * per))
@@ -314,12 +356,12 @@ def _grad_output_par(gy, th, tw, m, qq, workers):
 
 @njit(cache=True)
 def _grad_output_ser(gy, th, tw, m, qq):
-    _grad_output_range(gy, th, tw, m, qq, 0, gy.shape[0] * gy.shape[1])
+    _grad_output_range(gy, th, tw, m, qq, 0, gy.shape[1])
 
 
 @njit(cache=True, parallel=True)
 def _grad_input_par(z, ph, pw, th, tw, m, gx, workers):
-    P = gx.shape[0] * gx.shape[1]
+    P = gx.shape[1]
     per = -(-P // workers)
     for wk in prange(workers):
         _grad_input_range(z, ph, pw, th, tw, m, gx, wk * per, min(P, (wk + 1) * per))
@@ -327,7 +369,7 @@ def _grad_input_par(z, ph, pw, th, tw, m, gx, workers):
 
 @njit(cache=True)
 def _grad_input_ser(z, ph, pw, th, tw, m, gx):
-    _grad_input_range(z, ph, pw, th, tw, m, gx, 0, gx.shape[0] * gx.shape[1])
+    _grad_input_range(z, ph, pw, th, tw, m, gx, 0, gx.shape[1])
 
 
 PARALLEL_MIN_SIZE = 1 << 16
