@@ -234,7 +234,7 @@ def _grad_input_channel(z, c, ph, pw, th, tw, m, gx, pad, rows, out, off):
     T = z.shape[2]
     hp, L = th * m + 2, tw + 1
     run, LN = tw * N, L * N
-    Q, S = th * LN, (th + 1) * LN       # out's and pad's run per pixel
+    Q = th * LN                         # out's run per pixel
     zf, gf = z.reshape(-1), gx.reshape(-1)
     for i in range(a):
         _vec(3, m, zf, (i * a * C + c) * T, _even(C * T), 1, rows, i * a * T, _even(T), 1, T)
