@@ -9,7 +9,8 @@ Rows: conv2d forward+backward (all three gradients) at four ImageNet-era shapes,
 (batch 128) of the cuda-convnet CIFAR-10 net: conv5x5-64 p2, ReLU, max-pool 3/2 ceil, LRN(9),
 conv5x5-64 p2, ReLU, LRN(9), max-pool 3/2 ceil, linear 4096->10, cross-entropy, SGD momentum 0.9.
 DeZero has neither LRN nor ceil-mode pooling: its net skips the LRNs and pools with pad 1 (same
-output sizes). Prints the median milliseconds of each library and the ratios to PyTorch.
+output sizes). Then the VGG-style step below, the same net in all three. Prints the median
+milliseconds of each library and the ratios to PyTorch (and DeZero / minidl).
 
 ``--rows winograd``: the 3x3 conv rows, the wide 5x5 row and a VGG-style SGD step (conv3x3-64, ReLU, conv3x3-64, ReLU,
 max-pool 2, conv3x3-128, ReLU, conv3x3-128, ReLU, max-pool 2, linear 8192->10; 32x32 images, batch
@@ -214,6 +215,39 @@ def torch_vgg(x, t, params):
     return run
 
 
+def dezero_vgg(x, t, params):
+    import dezero
+    import dezero.functions as DF
+    import dezero.layers as DL
+
+    class Net(dezero.Model):
+        def __init__(self):
+            super().__init__()
+            for name, (c, k) in {"c0": (3, 64), "c2": (64, 64), "c5": (64, 128), "c7": (128, 128)}.items():
+                setattr(self, name, DL.Conv2d(k, 3, pad=1, in_channels=c))
+            self.fc = DL.Linear(10, in_size=8192)
+
+        def forward(self, x):
+            x = DF.pooling(DF.relu(self.c2(DF.relu(self.c0(x)))), 2, 2)
+            x = DF.pooling(DF.relu(self.c7(DF.relu(self.c5(x)))), 2, 2)
+            return self.fc(DF.reshape(x, (x.shape[0], -1)))
+
+    model = Net()
+    for i in (0, 2, 5, 7):
+        layer = getattr(model, f"c{i}")
+        layer.W.data, layer.b.data = params[f"{i}.weight"].copy(), params[f"{i}.bias"].copy()
+    model.fc.W.data, model.fc.b.data = params["11.weight"].T.copy(), params["11.bias"].copy()
+    opt = dezero.optimizers.MomentumSGD(lr=0.01, momentum=0.9).setup(model)
+    X = dezero.Variable(x)
+
+    def run():
+        model.cleargrads()
+        loss = DF.softmax_cross_entropy(model(X), t)
+        loss.backward()
+        opt.update()
+    return run
+
+
 # ---- timing --------------------------------------------------------------------------------------
 def available_libraries():
     libs = {"minidl": (minidl_conv, minidl_train)}
@@ -306,10 +340,10 @@ def sweep_rows(repeat):
         print(f"C=K={c:<3} " + "  ".join(cells), flush=True)
 
 
-# (N, C, H, K, groups) with padding 2: the 5x5 shapes behind auto's 5x5 rule
+# (N, C, H, K, groups) with padding 2: the 5x5 shapes behind auto's 5x5 rule (the last: the CIFAR-10 net's conv2)
 SWEEP_5X5 = [(32, 96, 27, 256, 1), (32, 128, 27, 256, 1), (16, 192, 27, 256, 1), (8, 128, 56, 128, 1),
              (32, 96, 27, 128, 1), (16, 256, 13, 256, 1), (32, 96, 27, 256, 2), (128, 32, 32, 32, 1),
-             (128, 32, 16, 64, 1), (128, 32, 8, 64, 1)]
+             (128, 32, 16, 64, 1), (128, 32, 8, 64, 1), (128, 64, 16, 64, 1)]
 
 
 def sweep_5x5_rows(repeat):
@@ -397,6 +431,8 @@ def main():
         runs = {"minidl": minidl_vgg(x, t, params)}
         if "pytorch" in libs:
             runs["pytorch"] = torch_vgg(x, t, params)
+        if "dezero" in libs:
+            runs["dezero"] = dezero_vgg(x, t, params)
         report("VGG-style SGD step, batch 128", time_alternating(runs, args.repeat))
     print(f"load average at end {os.getloadavg()[0]:.2f}")
 

@@ -180,9 +180,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, groups=1, *, algorithm="au
     independent groups (AlexNet's towers). Returns (N, K, oh, ow), oh = (H + 2*ph - kh) // sh + 1.
     algorithm: "im2col"; "winograd" (3x3 or 5x5, stride 1 only: F(4x4, 3x3), or F(2x2, 3x3) on
     tiny outputs, 5x5 as four 3x3 sub-kernels; float32 within 1e-4 relative of im2col); "auto"
-    (default): Winograd on the CPU for float32 3x3 stride-1 layers with >= 64 channels each way,
-    >= 144 output pixels (12x12) and >= 512 tiles in the batch (where it measured faster), and for
-    5x5 ones that also have >= 256 output channels per group and >= 24x24 outputs; im2col
+    (default): Winograd on the CPU for float32 3x3 stride-1 layers with >= 16 channels each way
+    and >= 512 tiles in the batch (where it measured faster), and for 5x5 ones that also have
+    >= 16x16 outputs; im2col
     otherwise (float64 and the GPU: always). See minidl/kernels/winograd.py.
     """
     if algorithm not in winograd.ALGORITHMS:

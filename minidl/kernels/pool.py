@@ -128,22 +128,23 @@ def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, y, switches):
             for j in range(ow):
                 ws = j * sw - pw
                 w0, w1 = u64(max(ws, 0)), u64(min(ws + kw, W))
-                where = h0 * uW + w0
-                best = xf[base + where]
+                bh, bw = h0, w0   # the winner's row and column: a flat index cost two divisions per output
+                best = xf[base + h0 * uW + w0]
                 nan = False
                 for h in range(h0, h1):
-                    row = h * uW
+                    row = base + h * uW
                     for w in range(w0, w1):
-                        v = xf[base + row + w]
+                        v = xf[row + w]
                         nan |= v != v  # a flag, not a branch: testing NaN inside the `if` halves the speed
                         if v > best:
                             best = v
-                            where = row + w
+                            bh, bw = h, w
                 if nan:  # rare: NaN propagates, the first one wins (as np.argmax); scan back to find it
-                    where = _first_nan(xf, base, uW, h0, h1, w0, w1, where)
+                    where = _first_nan(xf, base, uW, h0, h1, w0, w1, h0 * uW + w0)
+                    bh, bw = where // uW, where % uW
                     best = xf[base + where]
                 yf[out + u64(i * ow + j)] = best
-                sf[out + u64(i * ow + j)] = (int(where // uW) - hs) * kw + (int(where % uW) - ws)
+                sf[out + u64(i * ow + j)] = (int(bh) - hs) * kw + (int(bw) - ws)
 
 
 @njit(cache=True, inline="always")

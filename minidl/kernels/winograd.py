@@ -143,27 +143,25 @@ def best_tile(oh, ow):
 # The ``auto`` rule, from measured fwd+bwd times against im2col (benchmarks/RESULTS.md, CPU). Where
 # Winograd wins depends on the machine: the transforms are memory-bound passes over arrays 2.25x
 # the activations, while the GEMMs they shrink run at whatever the BLAS reaches. With the transforms
-# in float32 throughout (2026-12-02, 2-core AMD EPYC with AVX-512, OpenBLAS SkylakeX kernels),
-# Winograd / im2col measured 0.66-0.96x at 64 channels from 16x16, 0.57-0.71x at 128 channels and
-# 0.48-0.54x at 256 from 16x16, 0.79-0.83x on AlexNet's 13x13 (256 -> 384), but 0.70-1.02x on 8x8.
-# Small batches pay per-call costs: with 512 tiles or more it won in every shape measured (0.72-0.89x),
-# with 32-256 it ranged from 0.72x to 1.35x (and lesson 03's batch of 2 ran 3.8x slower). Before
-# that fix, on a 2-core Intel Xeon, it lost at 64 channels (1.10-1.32x) and the rule asked for 128.
-# So: both channel counts >= 64, >= 12x12 output pixels and >= 512 tiles in the batch. Re-derive on
-# another machine with --rows sweep / --rows winograd. float64 keeps im2col: auto promises float64
-# results unchanged.
-AUTO_MIN_CHANNELS = 64
-AUTO_MIN_PIXELS = 144
+# over the whole chunk's tiles and the batched GEMMs split across threads (2026-12-03, 2-core AMD
+# EPYC with AVX-512, OpenBLAS SkylakeX kernels; `cpu.py --rows sweep` and a grid of smaller shapes),
+# 3x3 Winograd / im2col measured 0.35-0.58x from 8x8 to 56x56 at 64-256 channels, 0.37-0.61x at
+# 16 and 32 channels, 0.51-0.61x on 4x4 and 7x7 outputs, 1.04x on 10x10 (its tiles a third empty),
+# and 1.06x with 3 input channels. Small batches pay per-call costs: from 512 tiles up it won in
+# every shape measured, below that it ranged from 0.64x to 1.41x. (Before these changes it lost at
+# 64 channels and on 8x8, and the rule asked for 64 channels and 12x12.) So: both channel counts
+# >= 16 and >= 512 tiles in the batch. Re-derive on another machine with --rows sweep / --rows
+# winograd. float64 keeps im2col: auto promises float64 results unchanged.
+AUTO_MIN_CHANNELS = 16
 AUTO_MIN_TILES = 512
 # 5x5 kernels run as a 3x3 convolution of 4x the input channels (below): the GEMMs shrink 2.8x, but
-# 4x the input is transformed. Winograd / im2col, fwd + bwd (`cpu.py --rows sweep5`, 2026-12-02, same
-# EPYC; N, C, H, K): 0.81-0.90x at 27x27 with K = 256 (32x96, 32x128, 16x192), 0.76-0.86x at 56x56
-# (8x128, K 128), but 0.94-1.05x at 27x27 with K = 128, 1.26-1.51x at 13x13 (16x256 -> 256),
-# 0.99-1.13x grouped (AlexNet's conv2, 48 channels per group) and 0.88-3.2x at 32 channels. So for
-# 5x5, also >= 256 output channels per group and >= 24x24 output pixels (the 56x56, K = 128 win is
-# left to an explicit algorithm="winograd").
-AUTO_5X5_MIN_OUT_CHANNELS = 256
-AUTO_5X5_MIN_PIXELS = 576
+# 4x the input is transformed. Winograd / im2col, fwd + bwd (`cpu.py --rows sweep5` and the grid,
+# 2026-12-03, same EPYC; N, C, H, K): 0.63-0.70x at 27x27 (32x96, 32x128, 16x192 -> 256; 32x96 ->
+# 128), 0.69x at 56x56, 0.75x grouped (AlexNet's conv2), 0.64-0.80x at 16x16-32x32 with 16-64
+# channels and 512 tiles or more (the CIFAR-10 net's conv2, 128x64 -> 64 at 16x16: 0.72x), but
+# 1.01-1.22x at 13x13 (64 and 256 channels), 1.22-2.13x at 7x7 and 1.21-1.90x at 16x16 with 32-128
+# tiles. So for 5x5, also >= 16x16 output pixels.
+AUTO_5X5_MIN_PIXELS = 256
 # On the GPU "auto" keeps im2col until a lent GPU has measured the CUDA transforms (benchmarks/gpu.py
 # compares algorithm="winograd" with "im2col" on VGG16); none was lent when they were written.
 AUTO_ON_GPU = False
@@ -174,9 +172,9 @@ def auto_choice(x_shape, w_shape, stride, padding, groups, dtype):
     if np.dtype(dtype) != np.float32 or unsupported(x_shape, w_shape, stride, dtype):
         return None
     oh, ow = output_size(x_shape, w_shape, padding)
-    if min(x_shape[1] // groups, w_shape[0] // groups) < AUTO_MIN_CHANNELS or oh * ow < AUTO_MIN_PIXELS:
+    if min(x_shape[1] // groups, w_shape[0] // groups) < AUTO_MIN_CHANNELS:
         return None
-    if w_shape[2] == 5 and (w_shape[0] // groups < AUTO_5X5_MIN_OUT_CHANNELS or oh * ow < AUTO_5X5_MIN_PIXELS):
+    if w_shape[2] == 5 and oh * ow < AUTO_5X5_MIN_PIXELS:
         return None
     m = best_tile(oh, ow)
     return m if x_shape[0] * math.prod(tiles(oh, ow, m)) >= AUTO_MIN_TILES else None

@@ -104,7 +104,7 @@ def _chosen(x, w, padding=1, algorithm="auto", stride=1):
 
 def test_auto_rule():
     from minidl.kernels import winograd as wg
-    c, h = wg.AUTO_MIN_CHANNELS, math.isqrt(wg.AUTO_MIN_PIXELS - 1) + 1
+    c, h = wg.AUTO_MIN_CHANNELS, 12
     n = -(-wg.AUTO_MIN_TILES // math.prod(wg.tiles(h, h, wg.best_tile(h, h))))   # enough tiles
     rng = np.random.default_rng(3)
     x = rng.standard_normal((n, c, h, h)).astype(np.float32)
@@ -113,7 +113,7 @@ def test_auto_rule():
     assert _chosen(x.astype(np.float64), w.astype(np.float64)) is None    # float64 stays on im2col
     assert _chosen(x, w, algorithm="im2col") is None
     assert _chosen(x[:, :3], w[:, :3]) is None                  # 3 input channels: im2col is faster
-    assert _chosen(x[:, :, :h - 1, :h - 1], w) is None          # too few output pixels
+    assert _chosen(x[:, :c - 1], w[:, :c - 1]) is None          # too few input channels
     assert _chosen(x, w, stride=2) is None
     assert _chosen(x[:n - 1], w) is None                        # too few tiles in the batch
     small = x[:1, :4, :8, :8]

@@ -192,26 +192,25 @@ def test_5x5_stacking_is_adjoint_and_a_convolution():
 def test_tile_choice_and_auto_rule():
     assert wg.best_tile(32, 32) == 4 and wg.best_tile(13, 13) == 4 and wg.best_tile(2, 2) == 2
     assert wg.best_tile(3, 3) == 4 and wg.best_tile(6, 6) == 2 and wg.best_tile(7, 7) == 4
-    c, h, f32 = wg.AUTO_MIN_CHANNELS, math.isqrt(wg.AUTO_MIN_PIXELS - 1) + 1, np.float32   # h*h >= the minimum
+    c, h, f32 = wg.AUTO_MIN_CHANNELS, 8, np.float32
     n = -(-wg.AUTO_MIN_TILES // math.prod(wg.tiles(h, h, wg.best_tile(h, h))))   # enough tiles
     big = ((n, c, h, h), (c, c, 3, 3))
     assert wg.auto_choice((n - 1, c, h, h), (c, c, 3, 3), (1, 1), (1, 1), 1, f32) is None  # too few tiles
     assert wg.auto_choice(*big, (1, 1), (1, 1), 1, f32) == wg.best_tile(h, h)
     assert wg.auto_choice(*big, (1, 1), (1, 1), 1, np.float64) is None          # float64 stays on im2col
     assert wg.auto_choice(*big, (2, 2), (1, 1), 1, f32) is None                 # stride 2
-    assert wg.auto_choice((n, c, h, h), (c // 2, c, 3, 3), (1, 1), (1, 1), 1, f32) is None  # too few outputs
+    assert wg.auto_choice((n, c, h, h), (c - 1, c, 3, 3), (1, 1), (1, 1), 1, f32) is None  # too few outputs
     assert wg.auto_choice((n, 3, h, h), (c, 3, 3, 3), (1, 1), (1, 1), 1, f32) is None      # 3 input channels
-    assert wg.auto_choice((n, c, h - 1, h - 1), (c, c, 3, 3), (1, 1), (1, 1), 1, f32) is None  # too few pixels
+    assert wg.auto_choice((4 * n, c, 4, 4), (c, c, 3, 3), (1, 1), (1, 1), 1, f32) == 4     # tiny outputs, many tiles
     assert wg.auto_choice((n, 2 * c, h, h), (2 * c, c, 3, 3), (1, 1), (1, 1), 2, f32) is not None  # c per group
     assert wg.auto_choice((n, 2 * c, h, h), (2 * c, c // 2, 3, 3), (1, 1), (1, 1), 4, f32) is None
-    assert wg.auto_choice((n, c, h, h), (c, c, 5, 5), (1, 1), (2, 2), 1, f32) is None   # 5x5: too few outputs
-    k5, h5 = wg.AUTO_5X5_MIN_OUT_CHANNELS, math.isqrt(wg.AUTO_5X5_MIN_PIXELS - 1) + 1
+    h5 = math.isqrt(wg.AUTO_5X5_MIN_PIXELS - 1) + 1                                # h5*h5 >= the minimum
     n5 = -(-wg.AUTO_MIN_TILES // math.prod(wg.tiles(h5, h5, wg.best_tile(h5, h5))))
-    big5 = ((n5, c, h5, h5), (k5, c, 5, 5))
+    big5 = ((n5, c, h5, h5), (c, c, 5, 5))
     assert wg.auto_choice(*big5, (1, 1), (2, 2), 1, f32) == wg.best_tile(h5, h5)
     assert wg.auto_choice(*big5, (1, 1), (1, 1), 1, f32) is None                # 5x5: too few pixels
-    assert wg.auto_choice((n5, c, h5, h5), (k5 // 2, c, 5, 5), (1, 1), (2, 2), 1, f32) is None
-    assert wg.auto_choice((n5, 2 * c, h5, h5), (k5, c, 5, 5), (1, 1), (2, 2), 2, f32) is None  # per group
+    assert wg.auto_choice((n5 - 1, c, h5, h5), (c, c, 5, 5), (1, 1), (2, 2), 1, f32) is None  # too few tiles
+    assert wg.auto_choice((n5, 2 * c, h5, h5), (c, c, 5, 5), (1, 1), (2, 2), 2, f32) is None  # per group
     assert wg.choose("winograd", *big5, (1, 1), (2, 2), 1, f32) == wg.best_tile(h5, h5)
     assert wg.choose("auto", *big, (1, 1), (1, 1), 1, f32, gpu=True) is None
     assert wg.choose("im2col", *big, (1, 1), (1, 1), 1, f32) is None
