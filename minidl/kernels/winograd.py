@@ -359,22 +359,34 @@ def forward(x, w, b, padding, groups=1, m=4):
     """
     tf = _transforms(x)
     xp = tf.xp
+    x = xp.ascontiguousarray(x)
     if w.shape[2] == 5:
-        x4, w4 = _as_3x3(xp, xp.ascontiguousarray(x), w, padding, groups)
-        return forward(x4, w4, b, (0, 0), groups, m)
+        if getattr(tf, "five", False):   # the CPU transforms read the crops from x itself
+            return _forward(tf, x, _stack_weights(xp, w), b, padding, groups, m, five=True)
+        x4, w4 = _as_3x3(xp, x, w, padding, groups)
+        return _forward(tf, x4, w4, b, (0, 0), groups, m)
+    return _forward(tf, x, w, b, padding, groups, m)
+
+
+def _forward(tf, x, w, b, padding, groups, m, five=False):
+    """forward with a 3x3 w (K, Cv/groups, 3, 3); five: x's channels are the 5x5 crops' (Cv = 4C)."""
+    xp = tf.xp
     ph, pw = padding
     N, C, H, W = x.shape
-    K, G, a2 = w.shape[0], groups, (m + 2) ** 2
-    oh, ow = H + 2 * ph - 2, W + 2 * pw - 2
+    K, G, a2, r = w.shape[0], groups, (m + 2) ** 2, 5 if five else 3
+    Cv = G * w.shape[1]
+    oh, ow = H + 2 * ph - r + 1, W + 2 * pw - r + 1
     th, tw = tiles(oh, ow, m)
-    x = xp.ascontiguousarray(x)
-    u = _filter_transform(xp, w, m).reshape(a2, G, K // G, C // G)
+    u = _filter_transform(xp, w, m).reshape(a2, G, K // G, Cv // G)
     y = xp.empty((N, K, oh, ow), dtype=x.dtype)
-    for n0, n1 in workspace.chunks(N, a2 * (C + K) * th * tw * x.itemsize, xp):
+    for n0, n1 in workspace.chunks(N, a2 * (Cv + K) * th * tw * x.itemsize, xp):
         t = (n1 - n0) * th * tw
-        (v, mm), _ = workspace.arena(xp, [((a2, C, t), x.dtype), ((a2, K, t), x.dtype)])
-        tf.input(x[n0:n1], ph, pw, th, tw, m, v)
-        blas.matmul(u, v.reshape(a2, G, C // G, t), out=mm.reshape(a2, G, K // G, t))
+        (v, mm), _ = workspace.arena(xp, [((a2, Cv, t), x.dtype), ((a2, K, t), x.dtype)])
+        if five:
+            tf.input(x[n0:n1], ph, pw, th, tw, m, v, G, True)
+        else:
+            tf.input(x[n0:n1], ph, pw, th, tw, m, v)
+        blas.matmul(u, v.reshape(a2, G, Cv // G, t), out=mm.reshape(a2, G, K // G, t))
         tf.output(mm, b, th, tw, m, y[n0:n1])
     return y
 
@@ -383,34 +395,47 @@ def backward(x, w, gy, padding, groups=1, m=4, need_gx=True, need_gw=True, need_
     """(gx, gw, gb) of ``forward`` for gy (N, K, oh, ow); None for those not needed."""
     tf = _transforms(gy)
     xp = tf.xp
-    if w.shape[2] == 5:   # the stack is rebuilt rather than kept from forward: it is 4x the input
-        x4, w4 = _as_3x3(xp, xp.ascontiguousarray(x), w, padding, groups)
-        gx4, gw4, gb = backward(x4, w4, gy, (0, 0), groups, m, need_gx, need_gw, need_gb)
+    x, gy = xp.ascontiguousarray(x), xp.ascontiguousarray(gy)
+    if w.shape[2] == 5:
+        if getattr(tf, "five", False):
+            gx, gw4, gb = _backward(tf, x, _stack_weights(xp, w), gy, padding, groups, m, need_gx, need_gw,
+                                    need_gb, five=True)
+            return gx, _unstack_weights(xp, gw4) if need_gw else None, gb
+        # the stack is rebuilt rather than kept from forward: it is 4x the input
+        x4, w4 = _as_3x3(xp, x, w, padding, groups)
+        gx4, gw4, gb = _backward(tf, x4, w4, gy, (0, 0), groups, m, need_gx, need_gw, need_gb)
         return (_unstack_crops(xp, gx4, x.shape, padding, groups) if need_gx else None,
                 _unstack_weights(xp, gw4) if need_gw else None, gb)
+    return _backward(tf, x, w, gy, padding, groups, m, need_gx, need_gw, need_gb)
+
+
+def _backward(tf, x, w, gy, padding, groups, m, need_gx, need_gw, need_gb, five=False):
+    """backward of _forward: gw is the 3x3 (stacked, when five) weights' gradient."""
+    xp = tf.xp
     ph, pw = padding
     N, C, H, W = x.shape
     K, G, a2 = w.shape[0], groups, (m + 2) ** 2
-    Kg, Cg = K // G, C // G
+    Cv = G * w.shape[1]
+    Kg, Cg = K // G, Cv // G
     oh, ow = gy.shape[2:]
     th, tw = tiles(oh, ow, m)
-    x, gy = xp.ascontiguousarray(x), xp.ascontiguousarray(gy)
     u = _filter_transform(xp, w, m).reshape(a2, G, Kg, Cg) if need_gx else None
     gx = xp.empty(x.shape, dtype=x.dtype) if need_gx else None
     mw = xp.empty((a2, G, Kg, Cg), dtype=x.dtype) if need_gw else None
+    extra = (G, True) if five else ()
     if need_gx or need_gw:
-        for n0, n1 in workspace.chunks(N, a2 * (2 * C + K) * th * tw * x.itemsize, xp):
+        for n0, n1 in workspace.chunks(N, a2 * (2 * Cv + K) * th * tw * x.itemsize, xp):
             t = (n1 - n0) * th * tw
-            (qq, v, z), _ = workspace.arena(xp, [((a2, K, t), x.dtype), ((a2, C, t), x.dtype), ((a2, C, t), x.dtype)])
+            (qq, v, z), _ = workspace.arena(xp, [((a2, K, t), x.dtype), ((a2, Cv, t), x.dtype), ((a2, Cv, t), x.dtype)])
             tf.grad_output(gy[n0:n1], th, tw, m, qq)
             q4 = qq.reshape(a2, G, Kg, t)
             if need_gw:
-                tf.input(x[n0:n1], ph, pw, th, tw, m, v)   # recomputed: cheaper than keeping V alive
+                tf.input(x[n0:n1], ph, pw, th, tw, m, v, *extra)   # recomputed: cheaper than keeping V alive
                 vt = v.reshape(a2, G, Cg, t).transpose(0, 1, 3, 2)
                 blas.matmul(q4, vt, out=mw, accumulate=n0 > 0)  # the first chunk writes MW, the others add to it
             if need_gx:
                 blas.matmul(u.transpose(0, 1, 3, 2), q4, out=z.reshape(a2, G, Cg, t))
-                tf.grad_input(z, ph, pw, th, tw, m, gx[n0:n1])
+                tf.grad_input(z, ph, pw, th, tw, m, gx[n0:n1], *extra)
     gw = None
     if need_gw:
         gw = _filter_gradient(xp, mw.reshape(a2, K, Cg), m)

@@ -124,36 +124,36 @@ _IB = u64(8)  # the transposes go 8 images at a time, so that the scratch lines 
 
 
 @njit(cache=True, inline="always")
-def _input_channel(x, c, ph, pw, th, tw, m, v, pad, rows, off):
-    """V[:, c, :] = B^T d B for every tile of channel c of the chunk x (n, C, H, W).
+def _input_channel(x, xc, ph, pw, th, tw, m, v, vc, pad, rows, off):
+    """V[:, vc, :] = B^T d B for every tile of channel xc of the chunk x (n, C, H, W), padded by (ph, pw).
 
-    pad (m*P + n,), P = hp*(tw + 1)*n: channel c zero-padded, its columns split by phase, the image
-    innermost: pad[f*P + (r*(tw + 1) + j)*n + i] = padded x[i, c, r, j*m + f]. Input k of tile
+    pad (m*P + n,), P = hp*(tw + 1)*n: the channel padded, its columns split by phase, the image
+    innermost: pad[f*P + (r*(tw + 1) + j)*n + i] = padded x[i, xc, r, j*m + f]. Input k of tile
     (ty, tx) along w is then at phase k % m, block tx + k // m: for fixed k, linear over all
     (r, tx, i), so pass 1 is one call, computing a junk tile column tx = tw that pass 2 skips (and
     reading up to n past the end, hence the slack). rows (alpha*P,): pass 1's output, as pad.
-    off (W,): pad offset of each column of x.
+    off ((tw + 1)*m,): pad offset of each padded column. A negative padding crops (5x5 kernels).
     """
     N, C, H, W = x.shape
     a = m + 2
     hp, L = th * m + 2, tw + 1
-    T, P = v.shape[2], hp * L * N
+    Cv, T, P = v.shape[1], v.shape[2], hp * L * N
     run = tw * N                        # one tile row of every image
     xf, vf = x.reshape(-1), v.reshape(-1)
     uN, uHW, urow = u64(N), u64(H * W), u64(L * N)
-    w1 = u64(min(W, L * m - pw))
+    wa, wb = max(0, -pw), min(W, L * m - pw)
     for i0 in range(u64(0), uN, _IB):   # transpose in: read rows of x, write image-innermost
-        for h in range(min(H, hp - ph)):
+        for h in range(max(0, -ph), min(H, hp - ph)):
             rb = u64(h + ph) * urow
             for i in range(i0, min(uN, i0 + _IB)):
-                xb, db = (i * u64(C) + u64(c)) * uHW + u64(h * W), rb + i
-                for w in range(w1):
-                    pad[db + off[w]] = xf[xb + w]
+                xb, db = (i * u64(C) + u64(xc)) * uHW + u64(h * W), rb + i
+                for w in range(wa, wb):
+                    pad[db + off[u64(w + pw)]] = xf[xb + u64(w)]
     _vec(0, m, pad, 0, _split(m, N, P), 1, rows, 0, _even(P), 1, P)   # B^T along w
-    for ty in range(th):  # then B^T along h: V[i*a + j, c, ty*run:]
+    for ty in range(th):  # then B^T along h: V[i*a + j, vc, ty*run:]
         for j in range(a):
-            _vec(0, m, rows, j * P + ty * m * L * N, _even(L * N), 1, vf, (j * C + c) * T + ty * run,
-                 _even(a * C * T), 1, run)
+            _vec(0, m, rows, j * P + ty * m * L * N, _even(L * N), 1, vf, (j * Cv + vc) * T + ty * run,
+                 _even(a * Cv * T), 1, run)
 
 
 @njit(cache=True, inline="always")
@@ -220,24 +220,25 @@ def _grad_output_channel(gy, k, th, tw, m, qq, pad, rows, off):
 
 
 @njit(cache=True, inline="always")
-def _grad_input_channel(z, c, ph, pw, th, tw, m, gx, pad, rows, out, off):
-    """gx[:, c] = sum over tiles of B Z B^T at the tile's place (padding dropped), channel c of the chunk.
+def _grad_input_channel(z, zc, ph, pw, th, tw, m, gx, xc, add, pad, rows, out, off):
+    """gx[:, xc] (+)= the sum over tiles of B Z[:, zc] B^T at the tile's place, padding (ph, pw) dropped.
 
     rows (alpha, alpha, T): B along w. out (alpha, alpha, Q), Q = th*(tw + 1)*n: then along h,
     out[r, s] tile (ty, tx)'s gradient at pixel (r, s), at (ty*(tw + 1) + tx)*n + i (the column
     tx = tw stays zero). pad (m, m, th + 1, tw + 1, n) + slack: the padded channel split by phase
     along both axes, the image innermost; pixel (r, s) of every tile is then one linear run of it,
-    so the overlapping tiles are summed in alpha^2 calls. off (W,): pad offset of each column of gx.
+    so the overlapping tiles are summed in alpha^2 calls. off ((tw + 1)*m,): pad offset of each
+    padded column. add: add into gx (the other 5x5 crops), else overwrite it, zero outside the tiles.
     """
     N, C, H, W = gx.shape
     a = m + 2
-    T = z.shape[2]
+    Cz, T = z.shape[1], z.shape[2]
     hp, L = th * m + 2, tw + 1
     run, LN = tw * N, L * N
     Q = th * LN                         # out's run per pixel
     zf, gf = z.reshape(-1), gx.reshape(-1)
     for i in range(a):
-        _vec(3, m, zf, (i * a * C + c) * T, _even(C * T), 1, rows, i * a * T, _even(T), 1, T)
+        _vec(3, m, zf, (i * a * Cz + zc) * T, _even(Cz * T), 1, rows, i * a * T, _even(T), 1, T)
     for ty in range(th):
         for s in range(a):
             _vec(3, m, rows, s * T + ty * run, _even(a * T), 1, out, s * Q + ty * LN, _even(a * Q), 1, run)
@@ -251,21 +252,29 @@ def _grad_input_channel(z, c, ph, pw, th, tw, m, gx, pad, rows, out, off):
                 pad[pb + t] += out[ob + t]
     zero = gx.dtype.type(0)
     sh, lo, uN, uW, uLN = _shift(m), u64(m - 1), u64(N), u64(W), u64(LN)
-    w1 = u64(min(W, tw * m + 2 - pw))
+    wa, wb = max(0, -pw), max(0, min(W, tw * m + 2 - pw))   # the columns the tiles cover
     for i0 in range(u64(0), uN, _IB):   # transpose out, padding dropped
         for h in range(H):
-            row = u64(h + ph)
+            inside = 0 <= h + ph < hp
+            row = u64(h + ph) if inside else u64(0)
             rb = ((row & lo) * u64(m * (th + 1)) + (row >> sh)) * uLN
             for i in range(i0, min(uN, i0 + _IB)):
-                gb = ((i * u64(C) + u64(c)) * u64(H) + u64(h)) * uW
-                if h + ph >= hp:
-                    for w in range(uW):
-                        gf[gb + w] = zero
+                gb = ((i * u64(C) + u64(xc)) * u64(H) + u64(h)) * uW
+                if not inside:
+                    if not add:
+                        for w in range(uW):
+                            gf[gb + w] = zero
                     continue
-                for w in range(w1):
-                    gf[gb + w] = pad[rb + off[w] + i]
-                for w in range(w1, uW):
-                    gf[gb + w] = zero
+                if add:
+                    for w in range(wa, wb):
+                        gf[gb + u64(w)] += pad[rb + off[u64(w + pw)] + i]
+                else:
+                    for w in range(wa):
+                        gf[gb + u64(w)] = zero
+                    for w in range(wa, wb):
+                        gf[gb + u64(w)] = pad[rb + off[u64(w + pw)] + i]
+                    for w in range(wb, W):
+                        gf[gb + u64(w)] = zero
 
 
 @njit(cache=True, inline="always")
@@ -277,15 +286,33 @@ def _shift(m):
 
 # One worker per thread: numba.prange over ``workers`` contiguous ranges of channels. Small calls run
 # serially (the _ser kernels): waking the thread pool costs more than they do (as in cpu.py).
+# 5x5 kernels (five=True): V has channels (g, s, c), crop s of channel (g, c) (winograd.SUB_OFFSETS):
+# the input transform reads it straight from x, with the padding less the crop's offset, instead of
+# from a stacked copy 4x the input; the input gradient sums the four crops' gradients into gx.
 @njit(cache=True, inline="always")
-def _input_range(x, ph, pw, th, tw, m, v, c0, c1):
-    N, W = x.shape[0], x.shape[3]
+def _crop(s):
+    """The (dy, dx) offset of 5x5 crop s (winograd.SUB_OFFSETS)."""
+    return 3 * (s // 2), 3 * (s % 2)
+
+
+@njit(cache=True, inline="always")
+def _input_range(x, ph, pw, th, tw, m, v, c0, c1, groups, five):
+    N, Cg = x.shape[0], x.shape[1] // groups
     P = (th * m + 2) * (tw + 1) * N
     pad = np.zeros(m * P + N, dtype=v.dtype)
     rows = np.empty((m + 2) * P, dtype=v.dtype)
-    off = _pixel_offsets(min(W, (tw + 1) * m - pw) + pw, m, P, N)[pw:]  # column w + pw of the padded plane
-    for c in range(c0, c1):
-        _input_channel(x, c, ph, pw, th, tw, m, v, pad, rows, off)
+    off = _pixel_offsets((tw + 1) * m, m, P, N)
+    last = -1
+    for vc in range(c0, c1):
+        if five:
+            g, s, c = vc // (4 * Cg), (vc // Cg) % 4, vc % Cg
+            if s != last and last >= 0:   # another crop fills other places of pad: clear it
+                pad[:] = 0
+            last = s
+            dy, dx = _crop(s)
+            _input_channel(x, g * Cg + c, ph - dy, pw - dx, th, tw, m, v, vc, pad, rows, off)
+        else:
+            _input_channel(x, vc, ph, pw, th, tw, m, v, vc, pad, rows, off)
 
 
 @njit(cache=True, inline="always")
@@ -309,28 +336,35 @@ def _grad_output_range(gy, th, tw, m, qq, k0, k1):
 
 
 @njit(cache=True, inline="always")
-def _grad_input_range(z, ph, pw, th, tw, m, gx, c0, c1):
-    N, W, T = gx.shape[0], gx.shape[3], z.shape[2]
+def _grad_input_range(z, ph, pw, th, tw, m, gx, c0, c1, groups, five):
+    N, Cg, T = gx.shape[0], gx.shape[1] // groups, z.shape[2]
     a, LN = m + 2, (tw + 1) * N
     pad = np.empty(m * m * (th + 1) * LN + N, dtype=z.dtype)
     rows = np.empty(a * a * T, dtype=z.dtype)
     out = np.zeros(a * a * th * LN, dtype=z.dtype)   # its junk column is never written: zero once
-    off = _pixel_offsets(min(W, tw * m + 2 - pw) + pw, m, (th + 1) * LN, N)[pw:]
-    for c in range(c0, c1):
-        _grad_input_channel(z, c, ph, pw, th, tw, m, gx, pad, rows, out, off)
+    off = _pixel_offsets((tw + 1) * m, m, (th + 1) * LN, N)
+    for xc in range(c0, c1):
+        if five:
+            g, c = xc // Cg, xc % Cg
+            for s in range(4):
+                dy, dx = _crop(s)
+                _grad_input_channel(z, (g * 4 + s) * Cg + c, ph - dy, pw - dx, th, tw, m, gx, xc, s > 0,
+                                    pad, rows, out, off)
+        else:
+            _grad_input_channel(z, xc, ph, pw, th, tw, m, gx, xc, False, pad, rows, out, off)
 
 
 @njit(cache=True, parallel=True)
-def _input_par(x, ph, pw, th, tw, m, v, workers):
-    P = x.shape[1]
+def _input_par(x, ph, pw, th, tw, m, v, groups, five, workers):
+    P = v.shape[1]
     per = -(-P // workers)
     for wk in prange(workers):
-        _input_range(x, ph, pw, th, tw, m, v, wk * per, min(P, (wk + 1) * per))
+        _input_range(x, ph, pw, th, tw, m, v, wk * per, min(P, (wk + 1) * per), groups, five)
 
 
 @njit(cache=True)
-def _input_ser(x, ph, pw, th, tw, m, v):
-    _input_range(x, ph, pw, th, tw, m, v, 0, x.shape[1])
+def _input_ser(x, ph, pw, th, tw, m, v, groups, five):
+    _input_range(x, ph, pw, th, tw, m, v, 0, v.shape[1], groups, five)
 
 
 @njit(cache=True, parallel=True)
@@ -360,16 +394,16 @@ def _grad_output_ser(gy, th, tw, m, qq):
 
 
 @njit(cache=True, parallel=True)
-def _grad_input_par(z, ph, pw, th, tw, m, gx, workers):
+def _grad_input_par(z, ph, pw, th, tw, m, gx, groups, five, workers):
     P = gx.shape[1]
     per = -(-P // workers)
     for wk in prange(workers):
-        _grad_input_range(z, ph, pw, th, tw, m, gx, wk * per, min(P, (wk + 1) * per))
+        _grad_input_range(z, ph, pw, th, tw, m, gx, wk * per, min(P, (wk + 1) * per), groups, five)
 
 
 @njit(cache=True)
-def _grad_input_ser(z, ph, pw, th, tw, m, gx):
-    _grad_input_range(z, ph, pw, th, tw, m, gx, 0, gx.shape[1])
+def _grad_input_ser(z, ph, pw, th, tw, m, gx, groups, five):
+    _grad_input_range(z, ph, pw, th, tw, m, gx, 0, gx.shape[1], groups, five)
 
 
 PARALLEL_MIN_SIZE = 1 << 16
@@ -384,12 +418,14 @@ class _CpuTransforms:
 
     xp = np
 
+    five = True   # reads and writes 5x5 crops in place (see _input_range)
+
     @staticmethod
-    def input(x, ph, pw, th, tw, m, v):
+    def input(x, ph, pw, th, tw, m, v, groups=1, five=False):
         if v.size >= PARALLEL_MIN_SIZE:
-            _input_par(x, ph, pw, th, tw, m, v, _threads())
+            _input_par(x, ph, pw, th, tw, m, v, groups, five, _threads())
         else:
-            _input_ser(x, ph, pw, th, tw, m, v)
+            _input_ser(x, ph, pw, th, tw, m, v, groups, five)
 
     @staticmethod
     def output(mm, b, th, tw, m, y):
@@ -407,11 +443,11 @@ class _CpuTransforms:
             _grad_output_ser(gy, th, tw, m, qq)
 
     @staticmethod
-    def grad_input(z, ph, pw, th, tw, m, gx):
+    def grad_input(z, ph, pw, th, tw, m, gx, groups=1, five=False):
         if z.size >= PARALLEL_MIN_SIZE:
-            _grad_input_par(z, ph, pw, th, tw, m, gx, _threads())
+            _grad_input_par(z, ph, pw, th, tw, m, gx, groups, five, _threads())
         else:
-            _grad_input_ser(z, ph, pw, th, tw, m, gx)
+            _grad_input_ser(z, ph, pw, th, tw, m, gx, groups, five)
 
 
 # ==== CuPy launcher: the same four transforms as CUDA kernels (cuda/winograd.cu) =====================

@@ -155,6 +155,33 @@ def test_chunked_batch_equals_one_chunk(monkeypatch):
     workspace.release()
 
 
+@pytest.mark.parametrize("parallel,chunked", [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize("m", wg.TILES)
+def test_5x5_crops_read_in_place_equal_the_stacked_copy(parallel, chunked, m, monkeypatch):
+    """On the CPU the 5x5 path transforms the four crops straight from x (and sums their input
+    gradients into gx); the stacked copy that the GPU path builds gives the same results."""
+    if parallel:
+        monkeypatch.setattr(wtr, "PARALLEL_MIN_SIZE", 0)
+    if chunked:
+        monkeypatch.setattr(workspace, "LIMIT_BYTES", 1)  # one sample per chunk
+    rng = np.random.default_rng(6)
+    tf = wtr._CpuTransforms
+    for n, c, h, w, k, p, groups in [(3, 4, 9, 7, 6, 2, 2), (2, 3, 6, 6, 3, 0, 1), (2, 6, 5, 8, 6, 3, 3),
+                                     (1, 2, 1, 2, 2, 2, 1)]:
+        x, wt = rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c // groups, 5, 5))
+        b = rng.standard_normal(k)
+        x4, w4 = wg._as_3x3(np, x, wt, (p, p), groups)
+        y = wg.forward(x, wt, b, (p, p), groups, m)
+        np.testing.assert_allclose(y, wg._forward(tf, x4, w4, b, (0, 0), groups, m), rtol=1e-12, atol=1e-12)
+        gy = rng.standard_normal(y.shape)
+        gx, gw, gb = wg.backward(x, wt, gy, (p, p), groups, m)
+        gx4, gw4, gb4 = wg._backward(tf, x4, w4, gy, (0, 0), groups, m, True, True, True)
+        np.testing.assert_allclose(gx, wg._unstack_crops(np, gx4, x.shape, (p, p), groups), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(gw, wg._unstack_weights(np, gw4), rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(gb, gb4)
+    workspace.release()
+
+
 def test_float32_error_is_within_the_stated_bound():
     """F(4,3) and F(2,3) in float32 within 1e-4 of the float64 result, relative to its largest value."""
     rng = np.random.default_rng(5)
