@@ -149,6 +149,40 @@ def test_chunked_batches_equal_one_chunk(monkeypatch):
 
 
 
+@pytest.mark.parametrize("case", [
+    dict(n=3, c=3, h=9, w=8, k=5, ks=3, stride=1, padding=1, bias=True),
+    dict(n=2, c=4, h=11, w=10, k=6, ks=(5, 3), stride=(2, 1), padding=(2, 0), bias=False),
+    dict(n=4, c=2, h=7, w=7, k=3, ks=1, stride=1, padding=0, bias=True),
+])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_image_by_image_gemms_equal_the_batch_gemm(monkeypatch, case, chunked):
+    """The CPU's per-image GEMMs (no transposes) give the one-GEMM path's results and gradients."""
+    from minidl.functional import conv as fconv
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((case["n"], case["c"], case["h"], case["w"]))
+    ks = case["ks"] if isinstance(case["ks"], tuple) else (case["ks"],) * 2
+    wt = rng.standard_normal((case["k"], case["c"]) + ks)
+    b = rng.standard_normal(case["k"]) if case["bias"] else None
+    if chunked:
+        monkeypatch.setattr(workspace, "LIMIT_BYTES", 1)   # one image per chunk
+
+    def run(min_pixels, need_x):
+        monkeypatch.setattr(fconv, "PER_IMAGE_MIN_PIXELS", min_pixels)
+        X = md.tensor(x, requires_grad=need_x)
+        W = md.tensor(wt, requires_grad=True)
+        B = md.tensor(b, requires_grad=True) if b is not None else None
+        y = F.conv2d(X, W, B, case["stride"], case["padding"])
+        y.backward(np.cos(np.arange(y.data.size)).reshape(y.shape))
+        return [y.data, X.grad, W.grad, None if B is None else B.grad]
+    for need_x in (True, False):
+        for a, r in zip(run(0, need_x), run(1 << 30, need_x)):
+            if r is None:
+                assert a is None
+            else:
+                np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
+    workspace.release()
+
+
 # 1x1 / stride 1 / padding 0 convolutions skip im2col on the GPU (a batched matmul); the same code
 # runs here on NumPy with POINTWISE_ON_CPU. Both ways of forming gW are covered (batched product
 # summed over n when K*C is small next to P, transposed copies otherwise).
