@@ -1,7 +1,8 @@
 """Batched matrix products on the CPU, one batch slice per thread instead of one product per call.
 
 Winograd's GEMMs are a batch of alpha^2 (16 or 36) products of modest size, (K, C) @ (C, T) with
-K, C = 64..512 and T ~ 1,600 tiles per chunk. ``np.matmul`` hands them to BLAS one at a time, and a
+K, C = 64..512 and T ~ 1,600 tiles per chunk (and im2col's on the CPU one product per image, see
+minidl/functional/conv.py). ``np.matmul`` hands them to BLAS one at a time, and a
 multithreaded OpenBLAS splits each small product across its threads, synchronising after every one:
 on the 2-core EPYC of benchmarks/RESULTS.md a (36, 64, 64) @ (36, 64, 1792) batch ran at 62 GFLOP/s
 that way, and at 116 with the 36 products split into two halves, each run by one thread with BLAS

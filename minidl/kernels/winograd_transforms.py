@@ -304,15 +304,16 @@ def _input_range(x, ph, pw, th, tw, m, v, c0, c1, groups, five):
     off = _pixel_offsets((tw + 1) * m, m, P, N)
     last = -1
     for vc in range(c0, c1):
+        xc, dy, dx = vc, 0, 0
         if five:
             g, s, c = vc // (4 * Cg), (vc // Cg) % 4, vc % Cg
             if s != last and last >= 0:   # another crop fills other places of pad: clear it
                 pad[:] = 0
             last = s
+            xc = g * Cg + c
             dy, dx = _crop(s)
-            _input_channel(x, g * Cg + c, ph - dy, pw - dx, th, tw, m, v, vc, pad, rows, off)
-        else:
-            _input_channel(x, vc, ph, pw, th, tw, m, v, vc, pad, rows, off)
+        # one call site: the inlined transform is compiled once (two doubled the compile time)
+        _input_channel(x, xc, ph - dy, pw - dx, th, tw, m, v, vc, pad, rows, off)
 
 
 @njit(cache=True, inline="always")
@@ -343,15 +344,13 @@ def _grad_input_range(z, ph, pw, th, tw, m, gx, c0, c1, groups, five):
     rows = np.empty(a * a * T, dtype=z.dtype)
     out = np.zeros(a * a * th * LN, dtype=z.dtype)   # its junk column is never written: zero once
     off = _pixel_offsets((tw + 1) * m, m, (th + 1) * LN, N)
+    crops = 4 if five else 1
     for xc in range(c0, c1):
-        if five:
-            g, c = xc // Cg, xc % Cg
-            for s in range(4):
-                dy, dx = _crop(s)
-                _grad_input_channel(z, (g * 4 + s) * Cg + c, ph - dy, pw - dx, th, tw, m, gx, xc, s > 0,
-                                    pad, rows, out, off)
-        else:
-            _grad_input_channel(z, xc, ph, pw, th, tw, m, gx, xc, False, pad, rows, out, off)
+        g, c = xc // Cg, xc % Cg
+        for s in range(crops):   # one call site, as in _input_range
+            dy, dx = _crop(s) if five else (0, 0)
+            zc = (g * 4 + s) * Cg + c if five else xc
+            _grad_input_channel(z, zc, ph - dy, pw - dx, th, tw, m, gx, xc, s > 0, pad, rows, out, off)
 
 
 @njit(cache=True, parallel=True)
