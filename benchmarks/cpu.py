@@ -135,6 +135,21 @@ def torch_train(x, t, params):
     return run
 
 
+def _dezero_step(model, x, t):
+    """One DeZero SGD step (momentum 0.9, cross-entropy) on the batch (x, t), as a callable."""
+    import dezero
+    import dezero.functions as DF
+    opt = dezero.optimizers.MomentumSGD(lr=0.01, momentum=0.9).setup(model)
+    X = dezero.Variable(x)
+
+    def run():
+        model.cleargrads()
+        loss = DF.softmax_cross_entropy(model(X), t)
+        loss.backward()
+        opt.update()
+    return run
+
+
 def dezero_train(x, t, params):
     import dezero
     import dezero.functions as DF
@@ -156,15 +171,7 @@ def dezero_train(x, t, params):
     model.c1.W.data, model.c1.b.data = params["0.weight"].copy(), params["0.bias"].copy()
     model.c2.W.data, model.c2.b.data = params["4.weight"].copy(), params["4.bias"].copy()
     model.fc.W.data, model.fc.b.data = params["9.weight"].T.copy(), params["9.bias"].copy()  # DeZero's W is (in, out)
-    opt = dezero.optimizers.MomentumSGD(lr=0.01, momentum=0.9).setup(model)
-    X = dezero.Variable(x)
-
-    def run():
-        model.cleargrads()
-        loss = DF.softmax_cross_entropy(model(X), t)
-        loss.backward()
-        opt.update()
-    return run
+    return _dezero_step(model, x, t)
 
 
 def vgg_params(rng):
@@ -237,15 +244,7 @@ def dezero_vgg(x, t, params):
         layer = getattr(model, f"c{i}")
         layer.W.data, layer.b.data = params[f"{i}.weight"].copy(), params[f"{i}.bias"].copy()
     model.fc.W.data, model.fc.b.data = params["11.weight"].T.copy(), params["11.bias"].copy()
-    opt = dezero.optimizers.MomentumSGD(lr=0.01, momentum=0.9).setup(model)
-    X = dezero.Variable(x)
-
-    def run():
-        model.cleargrads()
-        loss = DF.softmax_cross_entropy(model(X), t)
-        loss.backward()
-        opt.update()
-    return run
+    return _dezero_step(model, x, t)
 
 
 # ---- timing --------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from minidl import backend
+
 MIN_FLOPS = 2e7   # below this a batch is too small to pay for the hand-off (~50 us) to another thread
 
 _lock = threading.Lock()
@@ -70,38 +72,37 @@ def _run(a, b, out, accumulate, lo, hi):
 def matmul(a, b, out=None, accumulate=False):
     """a (B, ..., M, K) @ b (B, ..., K, N) -> (B, ..., M, N); into ``out`` (added to it if ``accumulate``).
 
-    Returns ``out`` (a new array when None). Any other broadcasting is plain ``np.matmul``.
+    Returns ``out`` (a new array when None). Any other broadcasting is plain ``xp.matmul``.
     """
-    if not isinstance(a, np.ndarray):   # CuPy: cuBLAS batches on its own
-        import cupy
-        if out is None:
-            return cupy.matmul(a, b)
-        if accumulate:
-            out += cupy.matmul(a, b)
-        else:
-            cupy.matmul(a, b, out=out)
-        return out
+    xp = np if isinstance(a, np.ndarray) else backend.xp_of(a)   # CuPy: cuBLAS batches on its own
     if out is None:
         if accumulate:
             raise ValueError("blas.matmul: accumulate=True needs an out array to add to")
+        if xp is not np:
+            return xp.matmul(a, b)
         out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]),
                        dtype=np.result_type(a, b))
-    items = _splittable(a, b, out)
-    flops = 2.0 * a.size * b.shape[-1]
-    controllers = _blas() if items and flops >= MIN_FLOPS else ()
-    threads = max((c.num_threads for c in controllers), default=1)
-    if threads < 2 or not _lock.acquire(blocking=False):
-        if accumulate:
-            out += np.matmul(a, b)
-        else:
-            np.matmul(a, b, out=out)
+    if xp is np and _split(a, b, out, accumulate):
         return out
+    if accumulate:
+        out += xp.matmul(a, b)
+    else:
+        xp.matmul(a, b, out=out)
+    return out
+
+
+def _split(a, b, out, accumulate):
+    """Run the product as one share of the batch per BLAS thread; False (nothing done) where it does not pay."""
+    items = _splittable(a, b, out)
+    controllers = _blas() if items and 2.0 * a.size * b.shape[-1] >= MIN_FLOPS else ()
+    before = [c.num_threads for c in controllers]
+    if max(before, default=1) < 2 or not _lock.acquire(blocking=False):
+        return False
     global _pool, _pool_size
     try:
-        workers = min(threads, items)
+        workers = min(max(before), items)
         if _pool is None or _pool_size < workers - 1:
             _pool, _pool_size = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="minidl-blas"), workers - 1
-        before = [c.num_threads for c in controllers]
         for c in controllers:
             c.set_num_threads(1)
         try:
@@ -120,4 +121,4 @@ def matmul(a, b, out=None, accumulate=False):
                 c.set_num_threads(n)
     finally:
         _lock.release()
-    return out
+    return True

@@ -379,13 +379,11 @@ def _forward(tf, x, w, b, padding, groups, m, five=False):
     th, tw = tiles(oh, ow, m)
     u = _filter_transform(xp, w, m).reshape(a2, G, K // G, Cv // G)
     y = xp.empty((N, K, oh, ow), dtype=x.dtype)
+    extra = (G, True) if five else ()   # the CPU input transform's 5x5 arguments
     for n0, n1 in workspace.chunks(N, a2 * (Cv + K) * th * tw * x.itemsize, xp):
         t = (n1 - n0) * th * tw
         (v, mm), _ = workspace.arena(xp, [((a2, Cv, t), x.dtype), ((a2, K, t), x.dtype)])
-        if five:
-            tf.input(x[n0:n1], ph, pw, th, tw, m, v, G, True)
-        else:
-            tf.input(x[n0:n1], ph, pw, th, tw, m, v)
+        tf.input(x[n0:n1], ph, pw, th, tw, m, v, *extra)
         blas.matmul(u, v.reshape(a2, G, Cv // G, t), out=mm.reshape(a2, G, K // G, t))
         tf.output(mm, b, th, tw, m, y[n0:n1])
     return y
