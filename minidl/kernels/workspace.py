@@ -21,7 +21,7 @@ import threading
 
 import numpy as np
 
-LIMIT_BYTES = 32 * 2 ** 20      # CPU: the arena's bound (one sample may exceed it: it then gets its own chunk)
+LIMIT_BYTES = 64 * 2 ** 20      # CPU: the arena's bound (one sample may exceed it: it then gets its own chunk)
 # A GPU has tens of GB and pays per kernel launch: fewer, larger chunks there.
 GPU_LIMIT_BYTES = 2 * 2 ** 30
 _ALIGN = 64                     # each part starts on a cache line
