@@ -14,6 +14,7 @@ Function calls ``kernels.of(x).im2col(...)`` and runs unchanged on either device
 ``kernels.get("reference" | "numba" | "cuda")`` names one. Without a working Numba the "numba"
 backend serves the reference versions, after one warning.
 """
+import re
 import types
 import warnings
 
@@ -26,6 +27,7 @@ BACKENDS = ("reference", "numba", "cuda")
 
 _backends = {}
 _numba_failed = []   # the one reason Numba was given up, once known
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")   # Numba highlights its errors for a terminal (with colorama)
 
 
 def numba_unavailable():
@@ -50,7 +52,8 @@ def _guarded(fast, slow):
             try:
                 return fast(*args, **kwargs)
             except _numba.ERRORS as e:
-                _give_up_numba(f"Numba failed in {fast.__name__} ({type(e).__name__}: {str(e).splitlines()[0]})")
+                first = _ESCAPES.sub("", str(e)).splitlines()[0]
+                _give_up_numba(f"Numba failed in {fast.__name__} ({type(e).__name__}: {first})")
         return slow(*args, **kwargs)
     call.__name__, call.__doc__ = fast.__name__, fast.__doc__
     return call

@@ -10,6 +10,7 @@ single-threaded ((128, 128, 1568): 98 -> 138). Big single products gain nothing,
 through here, and only when BLAS has threads to give.
 
     matmul(a, b, out=None, accumulate=False) -> a @ b  (written into, or added to, ``out``)
+    parallel(fn, count) -> workers      fn(worker, i) for each piece i, whole pieces per thread
 
 BLAS's thread count is process-wide, so while a split product runs it is 1 for every caller; one
 lock makes two concurrent splits impossible (a second caller just uses ``np.matmul``), and the old
@@ -94,23 +95,42 @@ def matmul(a, b, out=None, accumulate=False):
 def _split(a, b, out, accumulate):
     """Run the product as one share of the batch per BLAS thread; False (nothing done) where it does not pay."""
     items = _splittable(a, b, out)
-    controllers = _blas() if items and 2.0 * a.size * b.shape[-1] >= MIN_FLOPS else ()
+    if not items or 2.0 * a.size * b.shape[-1] < MIN_FLOPS:
+        return False
+
+    def share(k, workers):
+        _run(a, b, out, accumulate, items * k // workers, items * (k + 1) // workers)
+    return _fan_out(items, share) > 0
+
+
+def parallel(fn, count):
+    """fn(worker, i) for i in range(count), piece i on worker i % workers; returns workers.
+
+    For work whose pieces each call BLAS (single-threaded meanwhile) and nogil Numba: one whole
+    piece per thread at a time. The assignment is fixed, so what a worker sums over its pieces does
+    not depend on timing. Returns 0, having run nothing, where BLAS has one thread or another
+    caller holds its threads: then run the pieces yourself.
+    """
+    return _fan_out(count, lambda k, workers: [fn(k, i) for i in range(k, count, workers)])
+
+
+def _fan_out(n, share):
+    """share(k, workers) for k < workers = min(BLAS threads, n), on as many threads; 0 where it cannot."""
+    controllers = _blas() if n >= 2 else ()
     before = [c.num_threads for c in controllers]
     if max(before, default=1) < 2 or not _lock.acquire(blocking=False):
-        return False
+        return 0
     global _pool, _pool_size
     try:
-        workers = min(max(before), items)
+        workers = min(max(before), n)
         if _pool is None or _pool_size < workers - 1:
             _pool, _pool_size = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="minidl-blas"), workers - 1
         for c in controllers:
             c.set_num_threads(1)
         try:
-            bounds = [items * i // workers for i in range(workers + 1)]
-            futures = [_pool.submit(_run, a, b, out, accumulate, lo, hi)
-                       for lo, hi in zip(bounds[1:-1], bounds[2:])]
+            futures = [_pool.submit(share, k, workers) for k in range(1, workers)]
             try:
-                _run(a, b, out, accumulate, bounds[0], bounds[1])   # the caller takes the first share
+                share(0, workers)   # the caller takes the first share
             finally:  # every share has finished (or failed) before the thread count comes back
                 errors = [f.exception() for f in futures]
             for e in errors:
@@ -121,4 +141,4 @@ def _split(a, b, out, accumulate):
                 c.set_num_threads(n)
     finally:
         _lock.release()
-    return True
+    return workers

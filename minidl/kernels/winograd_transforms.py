@@ -361,7 +361,7 @@ def _input_par(x, ph, pw, th, tw, m, v, groups, five, workers):
         _input_range(x, ph, pw, th, tw, m, v, wk * per, min(P, (wk + 1) * per), groups, five)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _input_ser(x, ph, pw, th, tw, m, v, groups, five):
     _input_range(x, ph, pw, th, tw, m, v, 0, v.shape[1], groups, five)
 
@@ -374,7 +374,7 @@ def _output_par(mm, b, th, tw, m, y, workers):
         _output_range(mm, b, th, tw, m, y, wk * per, min(P, (wk + 1) * per))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _output_ser(mm, b, th, tw, m, y):
     _output_range(mm, b, th, tw, m, y, 0, y.shape[1])
 
@@ -387,7 +387,7 @@ def _grad_output_par(gy, th, tw, m, qq, workers):
         _grad_output_range(gy, th, tw, m, qq, wk * per, min(P, (wk + 1) * per))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _grad_output_ser(gy, th, tw, m, qq):
     _grad_output_range(gy, th, tw, m, qq, 0, gy.shape[1])
 
@@ -400,7 +400,7 @@ def _grad_input_par(z, ph, pw, th, tw, m, gx, groups, five, workers):
         _grad_input_range(z, ph, pw, th, tw, m, gx, wk * per, min(P, (wk + 1) * per), groups, five)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _grad_input_ser(z, ph, pw, th, tw, m, gx, groups, five):
     _grad_input_range(z, ph, pw, th, tw, m, gx, 0, gx.shape[1], groups, five)
 
@@ -413,40 +413,52 @@ def _threads():
 
 
 class _CpuTransforms:
-    """The four tile transforms on NumPy arrays (Numba); outputs are written into the given arrays."""
+    """The four tile transforms on NumPy arrays (Numba); outputs are written into the given arrays.
+
+    A large call is split across Numba's threads; ``one_thread`` is the same four for callers that
+    already run one piece of the batch per thread (they release the GIL).
+    """
 
     xp = np
 
     five = True   # reads and writes 5x5 crops in place (see _input_range)
+    prange = True
 
-    @staticmethod
-    def input(x, ph, pw, th, tw, m, v, groups=1, five=False):
-        if v.size >= PARALLEL_MIN_SIZE:
+    @classmethod
+    def input(cls, x, ph, pw, th, tw, m, v, groups=1, five=False):
+        if cls.prange and v.size >= PARALLEL_MIN_SIZE:
             _input_par(x, ph, pw, th, tw, m, v, groups, five, _threads())
         else:
             _input_ser(x, ph, pw, th, tw, m, v, groups, five)
 
-    @staticmethod
-    def output(mm, b, th, tw, m, y):
+    @classmethod
+    def output(cls, mm, b, th, tw, m, y):
         b = np.empty(0, dtype=y.dtype) if b is None else np.ascontiguousarray(b)
-        if mm.size >= PARALLEL_MIN_SIZE:
+        if cls.prange and mm.size >= PARALLEL_MIN_SIZE:
             _output_par(mm, b, th, tw, m, y, _threads())
         else:
             _output_ser(mm, b, th, tw, m, y)
 
-    @staticmethod
-    def grad_output(gy, th, tw, m, qq):
-        if qq.size >= PARALLEL_MIN_SIZE:
+    @classmethod
+    def grad_output(cls, gy, th, tw, m, qq):
+        if cls.prange and qq.size >= PARALLEL_MIN_SIZE:
             _grad_output_par(gy, th, tw, m, qq, _threads())
         else:
             _grad_output_ser(gy, th, tw, m, qq)
 
-    @staticmethod
-    def grad_input(z, ph, pw, th, tw, m, gx, groups=1, five=False):
-        if z.size >= PARALLEL_MIN_SIZE:
+    @classmethod
+    def grad_input(cls, z, ph, pw, th, tw, m, gx, groups=1, five=False):
+        if cls.prange and z.size >= PARALLEL_MIN_SIZE:
             _grad_input_par(z, ph, pw, th, tw, m, gx, groups, five, _threads())
         else:
             _grad_input_ser(z, ph, pw, th, tw, m, gx, groups, five)
+
+
+class _CpuTransformsOneThread(_CpuTransforms):
+    prange = False
+
+
+_CpuTransforms.one_thread = _CpuTransformsOneThread
 
 
 # ==== CuPy launcher: the same four transforms as CUDA kernels (cuda/winograd.cu) =====================

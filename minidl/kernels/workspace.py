@@ -10,7 +10,8 @@ tiles) only while it runs. Two costs pull opposite ways on the CPU:
 
 So every conv call takes its temporaries from one arena, laid end to end, and goes through the
 batch in chunks that fit ``LIMIT_BYTES``: what is kept between calls is bounded by that, however
-many layers and whatever algorithm each uses. (cuDNN's "workspace" is the same idea.) CuPy's memory
+many layers and whatever algorithm each uses (Winograd's pieces, run on blas.py's pool threads,
+take small arenas of their own there). (cuDNN's "workspace" is the same idea.) CuPy's memory
 pool already recycles device memory, so on the GPU each part is a plain ``empty``.
 
     chunks(n, bytes_per_sample, xp) -> [(start, stop), ...]    samples per chunk within the bound

@@ -128,3 +128,47 @@ def test_works_in_a_forked_child(split_everything):
             os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_parallel_runs_each_piece_once_on_its_fixed_worker():
+    threads = max(_blas_threads(), default=1)
+    if threads < 2:
+        pytest.skip("BLAS runs one thread here: nothing to run in parallel")
+    seen, lock = [], threading.Lock()
+
+    def piece(worker, i):
+        with lock:
+            seen.append((worker, i, threading.get_ident(), max(_blas_threads())))
+    workers = blas.parallel(piece, 7)
+    assert workers == min(threads, 7)
+    assert sorted(i for _, i, _, _ in seen) == list(range(7))
+    assert all(w == i % workers for w, i, _, _ in seen)    # fixed: what a worker sums is its own order
+    assert {t for w, _, t, _ in seen if w == 0} == {threading.get_ident()}   # the caller is worker 0
+    assert len({t for _, _, t, _ in seen}) == workers
+    assert {n for *_, n in seen} == {1}                     # BLAS single-threaded inside the pieces
+    assert _blas_threads() == [threads] * len(_blas_threads())
+
+
+def test_parallel_error_restores_threads_and_releases_the_lock():
+    if max(_blas_threads(), default=1) < 2:
+        pytest.skip("BLAS runs one thread here: nothing to run in parallel")
+    before = _blas_threads()
+
+    def piece(worker, i):
+        if i == 3:
+            raise RuntimeError("piece 3 failed")
+    with pytest.raises(RuntimeError, match="piece 3"):
+        blas.parallel(piece, 6)
+    assert _blas_threads() == before
+    assert blas._lock.acquire(blocking=False)
+    blas._lock.release()
+
+
+def test_parallel_runs_nothing_where_it_cannot():
+    ran = []
+    with blas._lock:                                   # another caller has BLAS's threads
+        assert blas.parallel(lambda w, i: ran.append(i), 4) == 0
+    assert blas.parallel(lambda w, i: ran.append(i), 1) == 0   # one piece: the caller runs it
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        assert blas.parallel(lambda w, i: ran.append(i), 4) == 0
+    assert ran == []

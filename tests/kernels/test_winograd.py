@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from minidl.kernels import winograd as wg
+from minidl.kernels import blas, winograd as wg
 from minidl.kernels import winograd_transforms as wtr, workspace
 
 
@@ -97,17 +97,54 @@ def test_reference_is_a_convolution(shape, m):
                                rtol=1e-12, atol=1e-12)
 
 
-def _tol(dtype):
-    return dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+def _tol(dtype, want=None):
+    """float32: 2e-5 of the largest value (sums over the batch are rounded in a path's own order)."""
+    scale = 1.0 if want is None else max(1.0, float(np.abs(want).max()))
+    return dict(rtol=2e-5, atol=2e-5 * scale) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12 * scale)
 
 
-# the parallel kernels share their per-plane code with the serial ones: two shapes suffice for them
+def _route(path, monkeypatch):
+    """Send the CPU driver down one path: whole chunks with the "serial" or the "prange" (Numba's
+    threads) transforms, or "pieces" of one image, one per BLAS thread at a time. Returns the
+    worker counts of the pieces' blas.parallel calls, to check that they ran."""
+    monkeypatch.setattr(wg, "PIECES", path == "pieces")
+    if path == "prange":
+        monkeypatch.setattr(wtr, "PARALLEL_MIN_SIZE", 0)
+    ran = []
+    if path == "pieces":
+        threadpoolctl = pytest.importorskip("threadpoolctl")
+        limits = threadpoolctl.threadpool_limits(limits=2, user_api="blas")
+        if max((c.num_threads for c in blas._blas()), default=1) < 2:
+            limits.restore_original_limits()
+            pytest.skip("BLAS runs one thread here: no pieces")
+        monkeypatch.setattr(wg, "_pieces", lambda tf, n, *_: [(i, i + 1) for i in range(n)])
+        real = blas.parallel
+
+        def recording(fn, count):
+            ran.append(real(fn, count))
+            return ran[-1]
+        monkeypatch.setattr(blas, "parallel", recording)
+        _limits.append(limits)
+    return ran
+
+
+_limits = []   # BLAS thread counts that _route raised, put back after each test
+
+
+@pytest.fixture(autouse=True)
+def _blas_threads_back():
+    yield
+    while _limits:
+        _limits.pop().restore_original_limits()
+
+
+# the parallel kernels share their per-plane code with the serial ones: a few shapes suffice for them
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m", wg.TILES)
-@pytest.mark.parametrize("shape,parallel", [(s, False) for s in SHAPES] + [(s, True) for s in SHAPES[:2]])
-def test_numba_equals_reference(shape, parallel, m, dtype, monkeypatch):
-    if parallel:
-        monkeypatch.setattr(wtr, "PARALLEL_MIN_SIZE", 0)
+@pytest.mark.parametrize("shape,path", [(s, "serial") for s in SHAPES] + [(s, "prange") for s in SHAPES[:2]]
+                         + [(s, "pieces") for s in SHAPES if s[0] > 1])
+def test_numba_equals_reference(shape, path, m, dtype, monkeypatch):
+    ran = _route(path, monkeypatch)
     n, c, h, w, k, (ph, pw), groups = shape
     rng = np.random.default_rng(2)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
@@ -123,10 +160,15 @@ def test_numba_equals_reference(shape, parallel, m, dtype, monkeypatch):
     want = wg.reference_backward(x, wt, gy, ph, pw, m, groups)
     for name, a, r in zip(("gx", "gw", "gb"), got, want):
         assert a.dtype == dtype and a.shape == r.shape, name
-        np.testing.assert_allclose(a, r, err_msg=name, **_tol(dtype))
+        np.testing.assert_allclose(a, r, err_msg=name, **_tol(dtype, r))
     gx, gw, gb = wg.backward(x, wt, gy, (ph, pw), groups, m, need_gx=False, need_gb=False)
     assert gx is None and gb is None
-    np.testing.assert_allclose(gw, want[1], **_tol(dtype))
+    np.testing.assert_allclose(gw, want[1], **_tol(dtype, want[1]))
+    gx, gw, gb = wg.backward(x, wt, gy, (ph, pw), groups, m, need_gw=False)
+    assert gw is None
+    np.testing.assert_allclose(gx, want[0], **_tol(dtype, want[0]))
+    if path == "pieces":   # two forwards, three backwards, each on two threads
+        assert ran == [2] * 5
 
 
 def test_reference_backward_is_the_adjoint():
@@ -142,6 +184,7 @@ def test_reference_backward_is_the_adjoint():
 
 
 def test_chunked_batch_equals_one_chunk(monkeypatch):
+    monkeypatch.setattr(wg, "PIECES", False)
     rng = np.random.default_rng(4)
     x = rng.standard_normal((5, 4, 9, 9)).astype(np.float32)
     wt = rng.standard_normal((3, 4, 3, 3)).astype(np.float32)
@@ -155,13 +198,12 @@ def test_chunked_batch_equals_one_chunk(monkeypatch):
     workspace.release()
 
 
-@pytest.mark.parametrize("parallel,chunked", [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize("path,chunked", [("serial", False), ("prange", False), ("prange", True), ("pieces", False)])
 @pytest.mark.parametrize("m", wg.TILES)
-def test_5x5_crops_read_in_place_equal_the_stacked_copy(parallel, chunked, m, monkeypatch):
+def test_5x5_crops_read_in_place_equal_the_stacked_copy(path, chunked, m, monkeypatch):
     """On the CPU the 5x5 path transforms the four crops straight from x (and sums their input
     gradients into gx); the stacked copy that the GPU path builds gives the same results."""
-    if parallel:
-        monkeypatch.setattr(wtr, "PARALLEL_MIN_SIZE", 0)
+    ran = _route(path, monkeypatch)
     if chunked:
         monkeypatch.setattr(workspace, "LIMIT_BYTES", 1)  # one sample per chunk
     rng = np.random.default_rng(6)
@@ -180,6 +222,18 @@ def test_5x5_crops_read_in_place_equal_the_stacked_copy(parallel, chunked, m, mo
         np.testing.assert_allclose(gw, wg._unstack_weights(np, gw4), rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(gb, gb4)
     workspace.release()
+    if path == "pieces":   # four calls a shape: on two threads with two images or more, none with one
+        assert sorted(ran) == [0] * 4 + [2] * 12
+
+
+def test_pieces_only_where_the_filters_are_small_and_an_image_fits():
+    tf, mib = wtr._CpuTransforms, 2 ** 20
+    per = wg.PIECE_BYTES // 3
+    assert wg._pieces(tf, 10, per, mib) == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    assert wg._pieces(tf, 10, per, wg.PIECE_MAX_FILTER_BYTES + 1) is None     # U re-read by every piece
+    assert wg._pieces(tf, 10, wg.PIECE_BYTES + 1, mib) is None                # one image over the bound
+    assert wg._pieces(tf, 3, per, mib) is None                                # the batch is one piece
+    assert wg._pieces(type("Gpu", (), {}), 10, per, mib) is None              # no one-thread transforms
 
 
 def test_float32_error_is_within_the_stated_bound():
