@@ -116,59 +116,99 @@ def _planes(x):
 LANES = 16   # planes per block in the max-pool forward: one AVX-512 vector of float32
 
 
+@njit(cache=True, inline="always")
+def _ring_column(w, sw, Wq):
+    """Where input column w sits in a ring row: grouped by phase w % sw, so that a window offset's
+    candidates for consecutive output columns are consecutive."""
+    return (w % sw) * Wq + w // sw
+
+
 @njit(cache=True, parallel=True)
 def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, y, switches):
-    # Blocks of LANES planes, their rows copied pixel-major (the block's planes innermost) into a ring
-    # of kh rows as the windows reach them: each window step is then one compare-and-select across the
-    # planes, unit stride and branch-free. A scalar scan of each window mispredicts its `if v > best`
-    # often (1.3-1.7x slower on the 2-core EPYC of benchmarks/RESULTS.md), and a scan along a row
-    # vectorises badly (rows of 8-16 outputs, stride-2 loads). The lane loops run to a variable count
-    # on purpose: with a constant 16, LLVM unrolls them into scalar code.
+    # Blocks of LANES planes. Their rows are copied pixel-major (the block's planes innermost) into a
+    # ring of kh rows as the windows reach them, each row's columns grouped by phase (w % sw). For one
+    # output row, the candidates at one window offset for every column whose window stays inside the
+    # row are then one unit-stride run of (columns x planes) values, so each offset is one long
+    # branch-free compare-and-select loop; the edge columns go one window at a time. The outputs stay
+    # pixel-major in a block buffer and are written plane by plane at the end (writing 16 planes per
+    # output pixel scattered the stores: 40% of the time). A scalar scan of each window mispredicts its
+    # `if v > best`, and a scan along one plane's row vectorises badly (rows of 8-16 outputs, stride-2
+    # loads): 1.7-2.6x slower (benchmarks/RESULTS.md). Lane loops run to a variable count on purpose:
+    # with a constant 16, LLVM unrolls them into scalar code.
     P, H, W = x.shape
     oh, ow = y.shape[1], y.shape[2]
     xf, yf, sf = x.reshape(-1), y.reshape(-1), switches.reshape(-1)
     HW, OO, uL = u64(H * W), u64(oh * ow), u64(LANES)
+    Wq = (W + sw - 1) // sw                       # columns per phase in a ring row
+    RW = sw * Wq
+    j_lo = min((pw + sw - 1) // sw, ow)           # output columns [j_lo, j_hi): windows inside the row
+    j_hi = max(min((W - kw + pw) // sw + 1, ow), j_lo)
+    run = u64(j_hi - j_lo) * uL
     for blk in prange((P + LANES - 1) // LANES):
         p0 = blk * LANES
         L = u64(min(LANES, P - p0))
-        xt = np.empty(kh * W * LANES, dtype=x.dtype)   # a ring of the last kh input rows
-        best = np.empty(LANES, dtype=x.dtype)
-        code = np.empty(LANES, dtype=np.int32)
+        xt = np.empty(kh * RW * LANES, dtype=x.dtype)       # the ring of the last kh input rows
+        best = np.empty(oh * ow * LANES, dtype=x.dtype)     # the block's outputs, pixel-major
+        code = np.empty(oh * ow * LANES, dtype=np.int32)
         base = u64(p0) * HW
         filled = 0
         for i in range(oh):
             hs = i * sh - ph
             h0, h1 = max(hs, 0), min(hs + kh, H)   # padding is never a candidate
             for h in range(max(filled, h0), h1):   # rows come in order: each one copied once, used hot
-                row = u64((h % kh) * W) * uL
+                row = u64((h % kh) * RW) * uL
                 src = base + u64(h * W)
                 for l in range(L):
-                    for w in range(u64(W)):
-                        xt[row + w * uL + l] = xf[src + l * HW + w]
+                    for p in range(sw):
+                        d, s0 = row + u64(p * Wq) * uL + l, src + l * HW + u64(p)
+                        for q in range(u64((W - p + sw - 1) // sw)):
+                            xt[d + q * uL] = xf[s0 + q * u64(sw)]
             filled = max(filled, h1)
+            # a strictly larger value wins, and the first NaN for good (np.argmax's rule: row-major
+            # first among ties): offsets in row-major order, the first one taken as it is
+            r0 = u64(i * ow + j_lo) * uL
+            first = True
+            for h in range(h0, h1):
+                for dw in range(kw):
+                    e = dw - pw
+                    c = np.int32((h - hs) * kw + dw)
+                    t = u64((h % kh) * RW + (e % sw) * Wq + j_lo + e // sw) * uL
+                    if first:
+                        for k in range(run):
+                            best[r0 + k] = xt[t + k]
+                            code[r0 + k] = c
+                        first = False
+                    else:
+                        for k in range(run):
+                            v, b = xt[t + k], best[r0 + k]
+                            win = (v > b) | ((v != v) & (b == b))
+                            best[r0 + k] = v if win else b
+                            code[r0 + k] = c if win else code[r0 + k]
             for j in range(ow):
+                if j_lo <= j < j_hi:
+                    continue
                 ws = j * sw - pw
                 w0, w1 = max(ws, 0), min(ws + kw, W)
-                t = u64((h0 % kh) * W + w0) * uL
+                o = u64(i * ow + j) * uL
+                t = u64((h0 % kh) * RW + _ring_column(w0, sw, Wq)) * uL
                 c0 = np.int32((h0 - hs) * kw + (w0 - ws))
                 for l in range(L):
-                    best[l] = xt[t + l]
-                    code[l] = c0
+                    best[o + l] = xt[t + l]
+                    code[o + l] = c0
                 for h in range(h0, h1):
                     for w in range(w0, w1):
                         c = np.int32((h - hs) * kw + (w - ws))
-                        t = u64((h % kh) * W + w) * uL
+                        t = u64((h % kh) * RW + _ring_column(w, sw, Wq)) * uL
                         for l in range(L):
-                            v, b = xt[t + l], best[l]
-                            # a strictly larger value wins, and the first NaN for good (np.argmax's
-                            # rule: row-major first among ties); the first candidate meets itself, no change
+                            v, b = xt[t + l], best[o + l]
                             win = (v > b) | ((v != v) & (b == b))
-                            best[l] = v if win else b
-                            code[l] = c if win else code[l]
-                o = u64(p0) * OO + u64(i * ow + j)
-                for l in range(L):
-                    yf[o + l * OO] = best[l]
-                    sf[o + l * OO] = code[l]
+                            best[o + l] = v if win else b
+                            code[o + l] = c if win else code[o + l]
+        for l in range(L):
+            o = u64(p0 + l) * OO
+            for k in range(OO):
+                yf[o + k] = best[k * uL + l]
+                sf[o + k] = code[k * uL + l]
 
 
 def numba_max_pool_forward(x, window):

@@ -448,7 +448,7 @@ def _backward(tf, x, w, gy, padding, groups, m, need_gx, need_gw, need_gb, five=
     gx = xp.empty(x.shape, dtype=x.dtype) if need_gx else None
     extra = (G, True) if five else ()
 
-    def chunk(tf, n0, n1, mw, add):
+    def chunk(tf, n0, n1, mw, add, in_cache=False):
         """gx[n0:n1] and, into mw (added to it if add), these images' share of the MW sums."""
         t = (n1 - n0) * th * tw
         (qq, v, z), _ = workspace.arena(xp, [((a2, K, t), x.dtype), ((a2, Cv, t), x.dtype), ((a2, Cv, t), x.dtype)])
@@ -456,7 +456,12 @@ def _backward(tf, x, w, gy, padding, groups, m, need_gx, need_gw, need_gb, five=
         q4 = qq.reshape(a2, G, Kg, t)
         if need_gw:
             tf.input(x[n0:n1], ph, pw, th, tw, m, v, *extra)   # recomputed: cheaper than keeping V alive
-            blas.matmul(q4, v.reshape(a2, G, Cg, t).transpose(0, 1, 3, 2), out=mw, accumulate=add)
+            vt = v.reshape(a2, G, Cg, t).transpose(0, 1, 3, 2)
+            if in_cache:   # a transposed copy into z (unused until below) makes the product NN: 1.6x
+                zt = z.reshape(a2, G, t, Cg)   # faster for 64x64 outputs; the large layers' run alike
+                np.copyto(zt, vt)
+                vt = zt
+            blas.matmul(q4, vt, out=mw, accumulate=add)
         if need_gx:
             blas.matmul(u.transpose(0, 1, 3, 2), q4, out=z.reshape(a2, G, Cg, t))
             tf.grad_input(z, ph, pw, th, tw, m, gx[n0:n1], *extra)
@@ -470,7 +475,7 @@ def _backward(tf, x, w, gy, padding, groups, m, need_gx, need_gw, need_gb, five=
         def piece(worker, i):
             first = worker not in sums
             mine = sums.setdefault(worker, xp.empty((a2, G, Kg, Cg), dtype=x.dtype) if need_gw else None)
-            chunk(tf.one_thread, *pieces[i], mine, not first)
+            chunk(tf.one_thread, *pieces[i], mine, not first, in_cache=True)
         if pieces and blas.parallel(piece, len(pieces)):
             if need_gw:
                 mw = sums[0]

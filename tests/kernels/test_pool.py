@@ -125,16 +125,22 @@ def test_max_pool_nan_matches_reference(fast_backend):
     np.testing.assert_array_equal(switches, switches_ref)
 
 
-def test_max_pool_blocks_of_planes_match_reference(fast_backend, dtype):
+@pytest.mark.parametrize("h,w", [(9, 11), (12, 13), (4, 3), (1, 6)])
+def test_max_pool_blocks_of_planes_match_reference(fast_backend, dtype, h, w):
     # 38 planes: two full blocks of the Numba forward's 16 and a short one; integer values make ties
-    # common, with NaN and -inf mixed in (a -inf window must still name a real pixel, not padding)
+    # common, with NaN and -inf mixed in (a -inf window must still name a real pixel, not padding).
+    # The sizes give rows with and without inner columns (whose windows stay inside the row, taken in
+    # one run per window offset) and edge columns on either side, including ceil mode's extra one.
     rng = np.random.default_rng(5)
-    x = rng.integers(0, 3, (2, 19, 9, 11)).astype(dtype)
+    x = rng.integers(0, 3, (2, 19, h, w)).astype(dtype)
     x[rng.random(x.shape) < 0.08] = np.nan
     x[rng.random(x.shape) < 0.15] = -np.inf
     x[0, :, :4, :4] = -np.inf   # whole windows of -inf next to the padding
-    for (k, s, p), ceil_mode in itertools.product([(3, 2, 0), (3, 2, 1), (2, 2, 0), (3, 1, 1), (5, 3, 2)], (False, True)):
-        win = _window(9, 11, k, s, p, ceil_mode)
+    for (k, s, p), ceil_mode in itertools.product([(3, 2, 0), (3, 2, 1), (2, 2, 0), (3, 1, 1), (5, 3, 2), (2, 3, 1),
+                                                   (1, 1, 0)], (False, True)):
+        if k > min(h, w) + 2 * p:
+            continue
+        win = _window(h, w, k, s, p, ceil_mode)
         y, switches = _run(fast_backend, "max_pool_forward", x, win)
         y_ref, switches_ref = ref.max_pool_forward(x, win)
         np.testing.assert_array_equal(y, y_ref, err_msg=f"k={k} s={s} p={p} ceil={ceil_mode}")
